@@ -1,0 +1,22 @@
+"""The item a crawl yields for each article page."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class ArticleItem:
+    """One fetched article page, extracted; `published_at` is ISO 8601 with +08:00 or None."""
+
+    source_id: str
+    url: str
+    title: str
+    body: str
+    published_at: str | None = None
+    source_name: str | None = None
+    doc_number: str | None = None
+    attachments: list[dict[str, Any]] = field(default_factory=list)
+    fetched_at: str = ""
+    http_status: int = 200
