@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -29,14 +30,33 @@ class AppSettings(BaseSettings):
     )
     data_dir: Path = Field(default=PROJECT_ROOT / "data", description="Logs, alert file, state.")
     channels_file: Path | None = Field(
-        default=None, description="YAML file of alert channels; default <data_dir>/../channels.yaml"
+        default=None, description="YAML file of alert channels; default ./channels.yaml if present"
     )
     topics_file: Path | None = Field(default=None, description="User topics laid over defaults.")
     crawl_timeout: float = Field(default=600.0, description="Wall-clock limit of one crawl, s.")
+    crawl_log_level: str = Field(default="INFO", description="Log level of crawl children.")
+    retry_base_seconds: float = Field(default=30.0, description="First retry delay of a delivery.")
+    retry_max_seconds: float = Field(default=3600.0, description="Longest retry delay.")
+    max_attempts: int = Field(default=10, description="Delivery attempts before dead letter.")
+    dispatch_every_seconds: float = Field(default=30.0, description="Outbox retry sweep period.")
     log_level: str = Field(default="INFO")
+
+
+    def resolved_channels_file(self) -> Path | None:
+        """Return the channels file to use: the configured one, or ./channels.yaml if present."""
+        if self.channels_file is not None:
+            return self.channels_file
+        default = PROJECT_ROOT / "channels.yaml"
+        return default if default.exists() else None
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> AppSettings:
     """Return the process-wide settings, read once from the environment."""
     return AppSettings()
+
+
+def read_secret(name: str) -> str | None:
+    """Return the value of environment variable `name` (a secret), or None if unset or empty."""
+    value = os.environ.get(name)
+    return value or None

@@ -102,6 +102,8 @@ class ArticleVersion(Base):
     content_hash: Mapped[str] = mapped_column(String(64))
     diff: Mapped[str | None] = mapped_column(Text)
     fetched_at: Mapped[datetime] = mapped_column()
+    # Stored during a source's first crawl: classified, but not alerted (see README, "Baseline").
+    baseline: Mapped[bool] = mapped_column(default=False)
     classified_at: Mapped[datetime | None] = mapped_column()
     topics: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     parties: Mapped[list[str] | None] = mapped_column(JSON)

@@ -16,6 +16,14 @@ _INTERVAL_RE = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
+def parse_duration(text: str) -> timedelta:
+    """Return the timedelta of a duration such as 90s, 30m, 2h or 1d; raise ValueError otherwise."""
+    match = _INTERVAL_RE.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a duration such as 90s, 30m, 2h or 1d")
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
 class Schedule(BaseModel):
     """When a source is crawled: `every: 30m` (interval) or `cron: "*/30 * * * *"` (crontab, CST)."""
 
@@ -27,8 +35,8 @@ class Schedule(BaseModel):
     @field_validator("every")
     @classmethod
     def _check_every(cls, value: str | None) -> str | None:
-        if value is not None and not _INTERVAL_RE.match(value):
-            raise ValueError("must look like 90s, 30m, 2h or 1d")
+        if value is not None:
+            parse_duration(value)
         return value
 
     @field_validator("cron")
@@ -52,11 +60,7 @@ class Schedule(BaseModel):
 
     def interval(self) -> timedelta | None:
         """Return the interval for `every`, or None for a cron schedule."""
-        if self.every is None:
-            return None
-        match = _INTERVAL_RE.match(self.every)
-        assert match is not None
-        return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+        return None if self.every is None else parse_duration(self.every)
 
 
 class Seed(BaseModel):

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 03:50:06.467444
+Create Date: 2026-11-22 03:53:24.262319
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
@@ -19,7 +20,6 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-
     op.create_table(
         "sources",
         sa.Column("id", sa.String(length=64), nullable=False),
@@ -89,6 +89,7 @@ def upgrade() -> None:
         sa.Column("content_hash", sa.String(length=64), nullable=False),
         sa.Column("diff", sa.Text(), nullable=True),
         sa.Column("fetched_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("baseline", sa.Boolean(), nullable=False),
         sa.Column("classified_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("topics", sa.JSON(), nullable=True),
         sa.Column("parties", sa.JSON(), nullable=True),
@@ -147,7 +148,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-
     with op.batch_alter_table("deliveries", schema=None) as batch_op:
         batch_op.drop_index("ix_deliveries_due")
 

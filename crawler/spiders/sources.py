@@ -1,0 +1,210 @@
+"""The generic source spider: reads `seeds/*.yaml`, walks column lists, yields extracted articles.
+
+`scrapy crawl sources -a sources=kaiping,zhongshan` crawls several sources in one process (the
+daemon does this for sources that fall due together); `scrapy crawl kaiping` crawls one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+import scrapy
+from pydantic import BaseModel, Field, ValidationError
+from scrapy.http import Response
+from twisted.python.failure import Failure
+
+from crawler.config import get_settings
+from crawler.items import ArticleItem
+from crawler.pages.article import EXTRACTORS
+from crawler.pages.listing import parse_list
+from crawler.seeds import Seed, effective_seed, load_seeds
+
+logger = logging.getLogger(__name__)
+
+
+class SpiderArgs(BaseModel):
+    """Arguments of `scrapy crawl sources -a name=value`."""
+
+    sources: str | None = Field(
+        default=None, description="Comma-separated source ids; default: every enabled source."
+    )
+    max_pages: int | None = Field(default=None, ge=1, description="Override list-page depth.")
+
+
+def _headers(response: Response) -> dict[str, str]:
+    """Return the response headers as a plain str dict (first value of each)."""
+    return {
+        key.decode("latin-1").lower(): values[0].decode("latin-1")
+        for key, values in response.headers.items()
+        if values
+    }
+
+
+def _reason(failure: Failure) -> str:
+    """Return a one-line human reason for a failed request."""
+    exc = failure.value
+    response = getattr(exc, "response", None)
+    if response is not None:
+        return f"HTTP {response.status}"
+    text = str(exc).strip() or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:300]
+
+
+class SourcesSpider(scrapy.Spider):
+    """Crawl the column lists of the given sources and extract every linked article."""
+
+    name = "sources"
+    fixed_source: ClassVar[str | None] = None
+
+    def __init__(
+        self,
+        seeds: list[Seed] | None = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.seeds: dict[str, Seed] = {seed.id: seed for seed in seeds or []}
+
+    @classmethod
+    def from_crawler(cls, crawler: Any, *args: Any, **kwargs: Any) -> SourcesSpider:
+        """Build the spider with the sources selected by arguments and settings."""
+        try:
+            spider_args = SpiderArgs.model_validate(kwargs)
+        except ValidationError as exc:
+            raise ValueError(f"bad spider argument: {exc}") from None
+        settings = crawler.settings
+        available, errors = load_seeds(Path(settings.get("SEEDS_DIR")))
+        for error in errors:
+            logger.error("source file skipped: %s", error)
+        wanted = (
+            [cls.fixed_source]
+            if cls.fixed_source
+            else [s.strip() for s in (spider_args.sources or "").split(",") if s.strip()]
+        )
+        if wanted:
+            unknown = [sid for sid in wanted if sid not in available]
+            for sid in unknown:
+                logger.error("unknown or invalid source %r (see the errors above)", sid)
+            chosen = [available[sid] for sid in wanted if sid in available]
+        else:
+            chosen = [seed for seed in available.values() if seed.enabled]
+        replay = settings.get("REPLAY_URL")
+        chosen = [effective_seed(seed, replay) for seed in chosen]
+        if spider_args.max_pages:
+            chosen = [s.model_copy(update={"max_pages": spider_args.max_pages}) for s in chosen]
+        spider = super().from_crawler(crawler, seeds=chosen)
+        spider.allowed_domains = sorted({d for seed in chosen for d in seed.domains()})
+        return spider
+
+    async def start(self) -> AsyncIterator[Any]:
+        """Yield the first list page request of every source."""
+        for seed in self.seeds.values():
+            for list_url in seed.list_urls:
+                yield self._list_request(seed, list_url, depth=1)
+
+    def _list_request(self, seed: Seed, url: str, depth: int) -> scrapy.Request:
+        return scrapy.Request(
+            url,
+            callback=self.parse_list,
+            errback=self.on_error,
+            cb_kwargs={"source_id": seed.id, "depth": depth},
+            meta={"source_id": seed.id, "page_kind": "list"},
+        )
+
+    def parse_list(self, response: Response, source_id: str, depth: int) -> Any:
+        """Follow the articles and further pages of one column list page."""
+        seed = self.seeds[source_id]
+        stats = self.crawler.stats
+        stats.inc_value(f"source/{source_id}/list_pages")
+        page = parse_list(
+            response.url,
+            response.body,
+            _headers(response),
+            article_pattern=seed.article_pattern,
+            list_pattern=seed.list_pattern,
+            encoding=seed.encoding,
+        )
+        stats.inc_value(f"source/{source_id}/list_entries", len(page.entries))
+        if not page.entries:
+            logger.warning("source %s: list page %s shows no posts", source_id, response.url)
+        for entry in page.entries:
+            yield scrapy.Request(
+                entry.url,
+                callback=self.parse_article,
+                errback=self.on_error,
+                cb_kwargs={"source_id": source_id, "list_date": entry.published_at},
+                meta={"source_id": source_id, "page_kind": "article"},
+            )
+        if depth < seed.max_pages:
+            for next_url in page.next_pages:
+                yield self._list_request(seed, next_url, depth + 1)
+
+    def parse_article(
+        self, response: Response, source_id: str, list_date: datetime | None = None
+    ) -> Any:
+        """Extract one article page into an ArticleItem."""
+        seed = self.seeds[source_id]
+        extract = EXTRACTORS[seed.extractor]
+        now = datetime.now(UTC)
+        article = extract(
+            response.url,
+            response.body,
+            _headers(response),
+            crawl_time=now,
+            list_date=list_date,
+            encoding=seed.encoding,
+        )
+        self.crawler.stats.inc_value(f"source/{source_id}/articles")
+        yield ArticleItem(
+            source_id=source_id,
+            url=response.url,
+            title=article.title,
+            body=article.body,
+            published_at=article.published_at.isoformat() if article.published_at else None,
+            source_name=article.source,
+            doc_number=article.doc_number,
+            attachments=[
+                {"url": a.url, "name": a.name, "type": a.type} for a in article.attachments
+            ],
+            fetched_at=now.isoformat(),
+            http_status=response.status,
+        )
+
+    def on_error(self, failure: Failure) -> None:
+        """Record a failed request against its source, with a one-line reason."""
+        request = failure.request  # type: ignore[attr-defined]
+        source_id = request.meta.get("source_id", "?")
+        kind = request.meta.get("page_kind", "page")
+        reason = _reason(failure)
+        stats = self.crawler.stats
+        stats.inc_value(f"source/{source_id}/errors")
+        stats.inc_value(f"source/{source_id}/{kind}_errors")
+        if stats.get_value(f"source/{source_id}/first_error") is None:
+            stats.set_value(f"source/{source_id}/first_error", f"{reason} at {request.url}")
+        logger.warning("source %s: %s page failed: %s (%s)", source_id, kind, reason, request.url)
+
+
+def _named_spiders() -> dict[str, type[SourcesSpider]]:
+    """Return one spider class per valid source file, named after the source id."""
+    seeds, _errors = load_seeds(get_settings().seeds_dir)
+    classes: dict[str, type[SourcesSpider]] = {}
+    for seed_id in seeds:
+        class_name = "".join(part.title() for part in seed_id.split("_")) + "Spider"
+        classes[class_name] = type(
+            class_name,
+            (SourcesSpider,),
+            {
+                "name": seed_id,
+                "fixed_source": seed_id,
+                "__module__": __name__,
+                "__doc__": f"Crawl the source {seed_id!r} (seeds/{seed_id}.yaml).",
+            },
+        )
+    return classes
+
+
+globals().update(_named_spiders())

@@ -1,0 +1,111 @@
+"""Storing one extracted article: new article, new version (with diff), or just seen again."""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from crawler.items import ArticleItem
+from crawler.models import Article, ArticleVersion
+from crawler.normalize import normalize_text
+from crawler.urls import canonical_url
+
+Outcome = Literal["new", "changed", "unchanged"]
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    """What storing one item did, and the version it created (None when unchanged)."""
+
+    outcome: Outcome
+    article_id: int
+    version_id: int | None
+
+
+def content_hash(title: str, body: str) -> str:
+    """Return the SHA-256 hex digest of the normalised title and body."""
+    text = normalize_text(title) + "\n" + normalize_text(body)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def body_diff(old_title: str, old_body: str, new_title: str, new_body: str) -> str:
+    """Return a unified diff of two versions (title as the first line)."""
+    old = [old_title, "", *old_body.splitlines()]
+    new = [new_title, "", *new_body.splitlines()]
+    return "\n".join(
+        difflib.unified_diff(old, new, "before", "after", lineterm="", n=1)
+    )
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def store_article(session: Session, item: ArticleItem, *, baseline: bool) -> StoreResult:
+    """Write `item` into the session (caller commits) and return what changed."""
+    canonical = canonical_url(item.url)
+    fetched_at = _parse_time(item.fetched_at)
+    assert fetched_at is not None, "items carry fetched_at"
+    published_at = _parse_time(item.published_at)
+    digest = content_hash(item.title, item.body)
+    article = session.scalars(
+        select(Article).where(Article.canonical_url == canonical)
+    ).one_or_none()
+    if article is not None and article.content_hash == digest:
+        article.last_seen_at = fetched_at
+        article.withdrawn_at = None
+        return StoreResult("unchanged", article.id, None)
+
+    diff = None
+    if article is None:
+        article = Article(
+            source_id=item.source_id,
+            canonical_url=canonical,
+            url=item.url,
+            title=item.title,
+            published_at=published_at,
+            content_hash=digest,
+            first_seen_at=fetched_at,
+            last_seen_at=fetched_at,
+        )
+        session.add(article)
+        session.flush()
+        version_no, outcome = 1, "new"
+    else:
+        latest = session.scalars(
+            select(ArticleVersion)
+            .where(ArticleVersion.article_id == article.id)
+            .order_by(ArticleVersion.version_no.desc())
+            .limit(1)
+        ).one()
+        diff = body_diff(latest.title, latest.body, item.title, item.body)
+        version_no, outcome = latest.version_no + 1, "changed"
+        article.title = item.title
+        article.url = item.url
+        article.published_at = published_at or article.published_at
+        article.content_hash = digest
+        article.last_seen_at = fetched_at
+        article.withdrawn_at = None
+    version = ArticleVersion(
+        article_id=article.id,
+        version_no=version_no,
+        title=item.title,
+        body=item.body,
+        published_at=published_at,
+        source_name=item.source_name,
+        doc_number=item.doc_number,
+        attachments=item.attachments,
+        content_hash=digest,
+        diff=diff,
+        fetched_at=fetched_at,
+        baseline=baseline,
+    )
+    session.add(version)
+    session.flush()
+    return StoreResult(outcome, article.id, version.id)

@@ -1,0 +1,1 @@
+"""The daemon: scheduling, topics, alert outbox, notifiers and the `monitor` CLI."""

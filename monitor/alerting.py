@@ -1,0 +1,139 @@
+"""From stored article versions to outbox alerts: classify each new version once, in one transaction.
+
+A version is classified exactly once (`classified_at` is set in the same transaction that
+writes its alert and deliveries), so a crash can neither lose nor double an alert.
+Versions stored during a source's first crawl (`baseline`) are classified but not alerted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from crawler.models import Alert, Article, ArticleVersion, Delivery, Source
+from monitor.channels import ChannelConfig
+from monitor.parties import extract_parties
+from monitor.render import AlertMessage
+from monitor.topics import TopicMatch, TopicSet
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ClassifyResult:
+    """How many versions were classified and how many alerts were queued."""
+
+    classified: int = 0
+    alerts: int = 0
+
+
+def alert_key(canonical_url: str, content_hash: str) -> str:
+    """Return the idempotency key of the alert for one content of one article."""
+    return hashlib.sha256(f"{canonical_url}|{content_hash}".encode()).hexdigest()[:32]
+
+
+def subscribed_channels(
+    channels: dict[str, ChannelConfig], topic_names: list[str]
+) -> list[str]:
+    """Return the names of the channels that take instant alerts for any of `topic_names`."""
+    chosen = []
+    for name, config in channels.items():
+        wanted = set(config.topics)
+        if config.mode == "instant" and ("*" in wanted or wanted & set(topic_names)):
+            chosen.append(name)
+    return chosen
+
+
+def build_message(
+    version: ArticleVersion, article: Article, source: Source, matches: list[TopicMatch],
+    parties: list[str], key: str,
+) -> AlertMessage:
+    """Return the alert message for one matching version."""
+    return AlertMessage(
+        idempotency_key=key,
+        kind="new" if version.version_no == 1 else "changed",
+        title=version.title,
+        url=article.url,
+        source_id=source.id,
+        source_name=source.name,
+        published_at=version.published_at,
+        topics=[m.to_dict() for m in matches],
+        parties=parties,
+        excerpt=version.body[:200],
+        diff=version.diff,
+    )
+
+
+def classify_version(
+    session: Session, version: ArticleVersion, topics: TopicSet,
+    channels: dict[str, ChannelConfig], *, allow_alert: bool = True,
+) -> bool:
+    """Classify one version in `session` and queue its alert; return True if an alert was queued."""
+    now = datetime.now(UTC)
+    matches = topics.classify(version.title, version.body)
+    parties = extract_parties(version.title, version.body) if matches else []
+    version.topics = [m.to_dict() for m in matches]
+    version.parties = parties
+    version.classified_at = now
+    if not matches or version.baseline or not allow_alert:
+        return False
+    article = version.article
+    key = alert_key(article.canonical_url, version.content_hash)
+    if session.scalar(select(Alert.id).where(Alert.idempotency_key == key)) is not None:
+        return False
+    source = session.get(Source, article.source_id)
+    assert source is not None
+    message = build_message(version, article, source, matches, parties, key)
+    alert = Alert(
+        article_version_id=version.id,
+        idempotency_key=key,
+        kind=message.kind,
+        payload=message.to_payload(),
+        created_at=now,
+    )
+    session.add(alert)
+    session.flush()
+    for channel in subscribed_channels(channels, [m.name for m in matches]):
+        session.add(
+            Delivery(alert_id=alert.id, channel=channel, state="pending", attempts=0,
+                     next_attempt_at=now)
+        )
+    return True
+
+
+def process_new_versions(
+    sessions: sessionmaker[Session], topics: TopicSet, channels: dict[str, ChannelConfig],
+    *, batch: int = 200,
+) -> ClassifyResult:
+    """Classify every unclassified version, oldest first, each in its own transaction."""
+    result = ClassifyResult()
+    last_id = 0
+    while True:
+        with sessions() as session:
+            ids = session.scalars(
+                select(ArticleVersion.id)
+                .where(ArticleVersion.classified_at.is_(None), ArticleVersion.id > last_id)
+                .order_by(ArticleVersion.id)
+                .limit(batch)
+            ).all()
+        if not ids:
+            return result
+        for version_id in ids:
+            last_id = version_id
+            try:
+                with sessions.begin() as session:
+                    version = session.get(ArticleVersion, version_id)
+                    if version is None or version.classified_at is not None:
+                        continue
+                    queued = classify_version(session, version, topics, channels)
+            except IntegrityError:
+                logger.info("version %s was classified by another process", version_id)
+                continue
+            result.classified += 1
+            result.alerts += int(queued)

@@ -1,0 +1,180 @@
+"""The `monitor` command: run the daemon, manage the database, inspect and repair.
+
+Every subcommand's help text is its function's docstring.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from crawler.config import AppSettings, get_settings
+from crawler.seeds import Seed, load_seeds, parse_duration
+
+logger = logging.getLogger("monitor")
+
+
+def setup_logging(level: str) -> None:
+    """Configure one readable console log line per event."""
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%Y-%m-%d %H:%M:%S",
+        stream=sys.stderr,
+    )
+
+
+@dataclass
+class Runtime:
+    """What the daemon needs, loaded from the settings' files."""
+
+    seeds: dict[str, Seed]
+    topics: object
+    channels: dict
+    notifiers: dict
+
+
+def load_runtime(settings: AppSettings, only: Sequence[str] = ()) -> Runtime:
+    """Return seeds, topics, channels and notifiers; bad source files are reported and skipped."""
+    from monitor.channels import build_notifier, load_channels
+    from monitor.topics import load_topics
+
+    seeds, errors = load_seeds(settings.seeds_dir)
+    for error in errors:
+        logger.error("source file skipped: %s", error)
+    if only:
+        missing = [sid for sid in only if sid not in seeds]
+        if missing:
+            raise SystemExit(f"monitor: unknown or invalid sources: {', '.join(missing)}")
+        seeds = {sid: seeds[sid] for sid in only}
+    seeds = {sid: seed for sid, seed in seeds.items() if seed.enabled}
+    topics = load_topics(settings.topics_file)
+    channels = load_channels(settings.resolved_channels_file())
+    notifiers = {name: build_notifier(name, config) for name, config in channels.items()}
+    return Runtime(seeds, topics, channels, notifiers)
+
+
+def parse_every(text: str) -> timedelta:
+    """Return the timedelta of `--every`; raise ArgumentTypeError for a bad duration."""
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def cmd_run(args: argparse.Namespace, settings: AppSettings) -> int:
+    """Run the daemon (or, with --once, one cycle over every source and exit)."""
+    from monitor.daemon import Daemon
+
+    runtime = load_runtime(settings, args.sources.split(",") if args.sources else ())
+    if not runtime.seeds:
+        logger.error("no valid source in %s: nothing to monitor", settings.seeds_dir)
+        return 2
+    daemon = Daemon(settings, runtime.seeds, runtime.topics, runtime.channels,
+                    runtime.notifiers, every=args.every)
+    if args.once:
+        from crawler.migrate import upgrade
+
+        upgrade(settings.database_url)
+        outcomes = daemon.cycle(sorted(runtime.seeds))
+        return 0 if all(o.status == "ok" for o in outcomes) else 1
+    daemon.run()
+    return 0
+
+
+def cmd_db(args: argparse.Namespace, settings: AppSettings) -> int:
+    """Migrate the database to the newest schema (`upgrade`) or show its revision (`current`)."""
+    from alembic import command
+
+    from crawler.migrate import alembic_config
+
+    config = alembic_config(settings.database_url)
+    if args.action == "upgrade":
+        command.upgrade(config, args.revision)
+        print(f"database at {_safe_url(settings.database_url)} is at revision {args.revision}")
+    else:
+        command.current(config, verbose=False)
+    return 0
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def cmd_sources(args: argparse.Namespace, settings: AppSettings) -> int:
+    """List the sources in the seeds folder; with --check, report every error and exit 1 if any."""
+    seeds, errors = load_seeds(settings.seeds_dir)
+    if args.kinds:
+        from crawler.pages.article import EXTRACTORS
+
+        for name, extractor in sorted(EXTRACTORS.items()):
+            doc = (extractor.__doc__ or "").strip().splitlines()
+            print(f"{name}: {doc[0] if doc else ''}")
+        return 0
+    if not args.check:
+        for seed in seeds.values():
+            when = seed.schedule.every or seed.schedule.cron
+            state = "" if seed.enabled else " (disabled)"
+            print(f"{seed.id}\t{when}\t{seed.name}{state}\t{seed.list_urls[0]}")
+    for error in errors:
+        print(error, file=sys.stderr)
+    if args.check:
+        print(f"{len(seeds)} valid, {len(errors)} error(s) in {settings.seeds_dir}")
+    return 1 if errors and args.check else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of every subcommand."""
+    from monitor import cli_inspect
+
+    parser = argparse.ArgumentParser(prog="monitor", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, func: Callable[..., int]) -> argparse.ArgumentParser:
+        doc = (func.__doc__ or "").strip()
+        p = sub.add_parser(name, help=doc.splitlines()[0], description=doc)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("run", cmd_run)
+    p.add_argument("--once", action="store_true", help="one cycle over every source, then exit")
+    p.add_argument("--every", type=parse_every, help="override every source's schedule")
+    p.add_argument("--sources", help="comma-separated source ids (default: all)")
+
+    p = add("db", cmd_db)
+    p.add_argument("action", choices=["upgrade", "current"])
+    p.add_argument("revision", nargs="?", default="head")
+
+    p = add("sources", cmd_sources)
+    p.add_argument("--check", action="store_true", help="validate every source file")
+    p.add_argument("--kinds", action="store_true", help="list the extractor kinds")
+
+    cli_inspect.register(add)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `monitor` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    setup_logging(settings.log_level)
+    try:
+        return int(args.func(args, settings) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except (ValueError, OSError) as exc:
+        # Config errors (seed, topics, channels files) name their file, line and field.
+        print(f"monitor: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

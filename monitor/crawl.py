@@ -1,0 +1,125 @@
+"""Run one crawl of several sources as a `scrapy crawl` subprocess with a wall-clock limit.
+
+The child runs in its own process group; on overrun the whole group gets SIGTERM, then SIGKILL.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from crawler.config import PROJECT_ROOT, AppSettings
+from crawler.models import CrawlRun
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SourceOutcome:
+    """How one source's crawl ended."""
+
+    source_id: str
+    status: str
+    items: int
+    new: int
+    changed: int
+    error: str | None
+
+
+def crawl_command(source_ids: list[str], settings: AppSettings, log_file: Path) -> list[str]:
+    """Return the argv of the `scrapy crawl` child for `source_ids`."""
+    argv = [
+        sys.executable, "-m", "scrapy", "crawl", "sources",
+        "-a", "sources=" + ",".join(source_ids),
+        "-s", f"DATABASE_URL={settings.database_url}",
+        "-s", f"SEEDS_DIR={settings.seeds_dir}",
+        "-s", f"LOG_FILE={log_file}",
+        "-s", f"LOG_LEVEL={settings.crawl_log_level}",
+    ]
+    if settings.replay_url:
+        argv += ["-s", f"REPLAY_URL={settings.replay_url}"]
+    return argv
+
+
+class CrawlRunner:
+    """Start crawls, enforce their time limit, and report per-source outcomes."""
+
+    def __init__(self, settings: AppSettings, sessions: sessionmaker[Session]) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.current: subprocess.Popen[bytes] | None = None
+
+    def run(self, source_ids: list[str]) -> list[SourceOutcome]:
+        """Crawl `source_ids` in one child process and return each source's outcome."""
+        log_dir = self.settings.data_dir / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        argv = crawl_command(source_ids, self.settings, log_dir / "crawl.log")
+        env = {**os.environ, "SCRAPY_SETTINGS_MODULE": "crawler.settings"}
+        started = datetime.now(UTC)
+        timed_out = False
+        self.current = subprocess.Popen(
+            argv, cwd=PROJECT_ROOT, env=env, start_new_session=True,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        try:
+            _, stderr = self.current.communicate(timeout=self.settings.crawl_timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            self.kill()
+            _, stderr = self.current.communicate()
+        code = self.current.returncode
+        self.current = None
+        if code not in (0, None) and not timed_out and stderr:
+            logger.error("crawl of %s exited with %s: %s", ",".join(source_ids), code,
+                         stderr.decode("utf-8", "replace").strip().splitlines()[-1:])
+        return self._outcomes(source_ids, started, timed_out, code)
+
+    def kill(self) -> None:
+        """Terminate the running crawl's whole process group (SIGTERM, then SIGKILL)."""
+        proc = self.current
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def _outcomes(
+        self, source_ids: list[str], started: datetime, timed_out: bool, code: int | None
+    ) -> list[SourceOutcome]:
+        """Return each source's latest run since `started`, closing runs the child left open."""
+        outcomes = []
+        with self.sessions.begin() as session:
+            for source_id in source_ids:
+                run = session.scalars(
+                    select(CrawlRun)
+                    .where(CrawlRun.source_id == source_id, CrawlRun.started_at >= started)
+                    .order_by(CrawlRun.id.desc())
+                    .limit(1)
+                ).one_or_none()
+                if run is None:
+                    reason = (f"timed out after {self.settings.crawl_timeout:.0f}s" if timed_out
+                              else f"crawl process exited with code {code} before starting")
+                    outcomes.append(SourceOutcome(source_id, "failed", 0, 0, 0, reason))
+                    continue
+                if run.status == "running":
+                    run.status = "timeout" if timed_out else "failed"
+                    run.finished_at = datetime.now(UTC)
+                    run.error = (f"timed out after {self.settings.crawl_timeout:.0f}s"
+                                 if timed_out else f"crawl process exited with code {code}")
+                outcomes.append(SourceOutcome(source_id, run.status, run.items_found,
+                                              run.new_articles, run.changed_articles, run.error))
+        return outcomes

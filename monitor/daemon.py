@@ -1,0 +1,154 @@
+"""The daemon: APScheduler fires each source on its schedule; due sources share one crawl process.
+
+After every crawl, new versions are classified into the alert outbox and the outbox is
+dispatched; a separate job sweeps the outbox for retries. One crawl runs at a time, so a
+source is never crawled twice at once; sources that fall due meanwhile form the next batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from crawler.config import AppSettings
+from crawler.db import session_factory
+from crawler.migrate import upgrade
+from crawler.seeds import Seed
+from monitor.alerting import process_new_versions
+from monitor.channels import ChannelConfig
+from monitor.crawl import CrawlRunner, SourceOutcome
+from monitor.dispatcher import RetryPolicy, dispatch_due
+from monitor.notifiers.base import Notifier
+from monitor.topics import TopicSet
+
+logger = logging.getLogger("monitor")
+CST = ZoneInfo("Asia/Shanghai")
+BATCH_WINDOW_SECONDS = 1.0
+
+
+def log_outcome(outcome: SourceOutcome) -> None:
+    """Log one clear line for how a source's crawl ended."""
+    if outcome.status == "ok":
+        logger.info("source %s: %d posts, %d new, %d changed", outcome.source_id,
+                    outcome.items, outcome.new, outcome.changed)
+    else:
+        logger.warning("source %s: crawl %s: %s", outcome.source_id, outcome.status,
+                       outcome.error or "unknown reason")
+
+
+class Daemon:
+    """Schedules crawls, turns their results into alerts, and delivers them."""
+
+    def __init__(
+        self,
+        settings: AppSettings,
+        seeds: Mapping[str, Seed],
+        topics: TopicSet,
+        channels: Mapping[str, ChannelConfig],
+        notifiers: Mapping[str, Notifier],
+        every: timedelta | None = None,
+    ) -> None:
+        self.settings = settings
+        self.seeds = dict(seeds)
+        self.topics = topics
+        self.channels = dict(channels)
+        self.notifiers = dict(notifiers)
+        self.every = every
+        self.sessions = session_factory(settings.database_url)
+        self.runner = CrawlRunner(settings, self.sessions)
+        self.policy = RetryPolicy(settings.retry_base_seconds, settings.retry_max_seconds,
+                                  settings.max_attempts)
+        self._due: set[str] = set()
+        self._wake = threading.Condition()
+        self._stop = threading.Event()
+        self._outbox_lock = threading.Lock()
+
+    def request(self, source_id: str) -> None:
+        """Mark a source as due; the main loop crawls it with any others due now."""
+        with self._wake:
+            self._due.add(source_id)
+            self._wake.notify()
+
+    def cycle(self, source_ids: list[str]) -> list[SourceOutcome]:
+        """Crawl `source_ids` once, then classify and dispatch; return per-source outcomes."""
+        outcomes = self.runner.run(source_ids)
+        for outcome in outcomes:
+            log_outcome(outcome)
+        self.process_outbox()
+        return outcomes
+
+    def process_outbox(self) -> None:
+        """Classify new versions into alerts and deliver what is due."""
+        with self._outbox_lock:
+            classified = process_new_versions(self.sessions, self.topics, self.channels)
+            if classified.classified:
+                logger.info("classified %d new versions, %d alerts queued",
+                            classified.classified, classified.alerts)
+            sent = dispatch_due(self.sessions, self.notifiers, self.policy)
+            if sent.sent or sent.retried or sent.failed:
+                logger.info("outbox: %d sent, %d to retry, %d failed", sent.sent, sent.retried,
+                            sent.failed)
+
+    def _trigger(self, seed: Seed) -> IntervalTrigger | CronTrigger:
+        if self.every is not None:
+            return IntervalTrigger(seconds=self.every.total_seconds(), timezone=CST)
+        interval = seed.schedule.interval()
+        if interval is not None:
+            return IntervalTrigger(seconds=interval.total_seconds(), timezone=CST)
+        assert seed.schedule.cron is not None
+        return CronTrigger.from_crontab(seed.schedule.cron, timezone=CST)
+
+    def stop(self, *_: object) -> None:
+        """Ask the daemon to finish: stop scheduling and end a running crawl."""
+        self._stop.set()
+        with self._wake:
+            self._wake.notify()
+        self.runner.kill()
+
+    def run(self) -> None:
+        """Run until SIGTERM/SIGINT: crawl due sources in batches, sweep the outbox."""
+        upgrade(self.settings.database_url)
+        scheduler = BackgroundScheduler(timezone=CST)
+        now = datetime.now(CST)
+        for seed in self.seeds.values():
+            scheduler.add_job(self.request, self._trigger(seed), args=[seed.id], id=seed.id,
+                              next_run_time=now, coalesce=True, max_instances=1,
+                              misfire_grace_time=None)
+        scheduler.add_job(self.process_outbox, IntervalTrigger(
+            seconds=self.settings.dispatch_every_seconds, timezone=CST), id="outbox",
+            coalesce=True, max_instances=1)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self.stop)
+            signal.signal(signal.SIGINT, self.stop)
+        scheduler.start()
+        logger.info("monitor running: %d sources, channels: %s", len(self.seeds),
+                    ", ".join(self.channels) or "none")
+        try:
+            while not self._stop.is_set():
+                batch = self._next_batch()
+                if batch:
+                    logger.info("crawling %s", ", ".join(batch))
+                    self.cycle(batch)
+        finally:
+            scheduler.shutdown(wait=False)
+            logger.info("monitor stopped")
+
+    def _next_batch(self) -> list[str]:
+        """Wait for due sources, give others a moment to join, and return them sorted."""
+        with self._wake:
+            while not self._due and not self._stop.is_set():
+                self._wake.wait(timeout=1.0)
+            if self._stop.is_set():
+                return []
+        self._stop.wait(BATCH_WINDOW_SECONDS)
+        with self._wake:
+            batch, self._due = sorted(self._due), set()
+        return batch
