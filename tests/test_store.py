@@ -1,0 +1,84 @@
+"""Storing articles: new, unchanged and changed (a new version with a diff), one identity per URL."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from sqlalchemy import func, select
+
+from crawler.db import session_factory
+from crawler.items import ArticleItem
+from crawler.migrate import upgrade
+from crawler.models import Article, ArticleVersion, Source
+from crawler.store import store_article
+from crawler.urls import canonical_url
+
+ITEM = ArticleItem(
+    source_id="kaiping",
+    url="http://www.kaiping.gov.cn/kpskgsj/zwgk/dwdt/content/post_3212345.html",
+    title="江門市“邑科匯”科技成果對接會(生物醫(yī)藥領域)在開平舉辦",
+    body="為推進科技成果轉移轉化進程，近日舉辦對接會。\n本次活動聚焦生物醫(yī)藥。",
+    published_at="2024-11-05T17:11:06+08:00",
+    source_name="本網",
+    fetched_at="2026-11-22T04:00:00+00:00",
+)
+
+
+def _prepare(url: str):
+    upgrade(url)
+    sessions = session_factory(url)
+    with sessions.begin() as session:
+        from datetime import UTC, datetime
+
+        session.add(Source(id="kaiping", name="单位动态", base_url="http://www.kaiping.gov.cn",
+                           created_at=datetime.now(UTC), consecutive_failures=0))
+    return sessions
+
+
+def test_new_unchanged_changed(database_url: str) -> None:
+    sessions = _prepare(database_url)
+    with sessions.begin() as session:
+        first = store_article(session, ITEM, baseline=False)
+    with sessions.begin() as session:
+        again = store_article(session, replace(ITEM, fetched_at="2026-11-22T05:00:00+00:00"),
+                              baseline=False)
+    edited = replace(ITEM, body=ITEM.body + "\n達成初步合作意向7項。",
+                     fetched_at="2026-11-22T06:00:00+00:00")
+    with sessions.begin() as session:
+        changed = store_article(session, edited, baseline=False)
+
+    assert (first.outcome, again.outcome, changed.outcome) == ("new", "unchanged", "changed")
+    assert again.version_id is None
+    with sessions() as session:
+        article = session.scalars(select(Article)).one()
+        versions = session.scalars(select(ArticleVersion).order_by(ArticleVersion.version_no)).all()
+        assert [v.version_no for v in versions] == [1, 2]
+        assert versions[0].diff is None
+        assert "+達成初步合作意向7項。" in (versions[1].diff or "")
+        assert article.published_at.isoformat() == "2024-11-05T09:11:06+00:00"
+        assert article.last_seen_at.hour == 6
+
+
+def test_link_variants_are_one_article(database_url: str) -> None:
+    sessions = _prepare(database_url)
+    variants = [ITEM.url, ITEM.url.replace("http://", "https://") + "?utm_source=wechat",
+                ITEM.url + "#top"]
+    assert len({canonical_url(v) for v in variants}) == 1
+    for url in variants:
+        with sessions.begin() as session:
+            store_article(session, replace(ITEM, url=url), baseline=False)
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Article)) == 1
+        assert session.scalar(select(func.count()).select_from(ArticleVersion)) == 1
+
+
+def test_pinyin_annotation_only_change_is_not_a_new_version(sqlite_url: str) -> None:
+    sessions = _prepare(sqlite_url)
+    with sessions.begin() as session:
+        store_article(session, ITEM, baseline=True)
+    stripped = replace(ITEM, body=ITEM.body.replace("(yī)", ""))
+    with sessions.begin() as session:
+        result = store_article(session, stripped, baseline=False)
+    assert result.outcome == "unchanged"
+    with sessions() as session:
+        assert session.scalars(select(ArticleVersion)).one().baseline is True
