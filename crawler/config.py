@@ -41,7 +41,6 @@ class AppSettings(BaseSettings):
     dispatch_every_seconds: float = Field(default=30.0, description="Outbox retry sweep period.")
     log_level: str = Field(default="INFO")
 
-
     def resolved_channels_file(self) -> Path | None:
         """Return the channels file to use: the configured one, or ./channels.yaml if present."""
         if self.channels_file is not None:

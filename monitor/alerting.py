@@ -38,21 +38,22 @@ def alert_key(canonical_url: str, content_hash: str) -> str:
     return hashlib.sha256(f"{canonical_url}|{content_hash}".encode()).hexdigest()[:32]
 
 
-def subscribed_channels(
-    channels: dict[str, ChannelConfig], topic_names: list[str]
-) -> list[str]:
+def subscribed_channels(channels: dict[str, ChannelConfig], topic_names: list[str]) -> list[str]:
     """Return the names of the channels that take instant alerts for any of `topic_names`."""
-    chosen = []
-    for name, config in channels.items():
-        wanted = set(config.topics)
-        if config.mode == "instant" and ("*" in wanted or wanted & set(topic_names)):
-            chosen.append(name)
-    return chosen
+    return [
+        name
+        for name, config in channels.items()
+        if config.mode == "instant" and config.wants(topic_names)
+    ]
 
 
 def build_message(
-    version: ArticleVersion, article: Article, source: Source, matches: list[TopicMatch],
-    parties: list[str], key: str,
+    version: ArticleVersion,
+    article: Article,
+    source: Source,
+    matches: list[TopicMatch],
+    parties: list[str],
+    key: str,
 ) -> AlertMessage:
     """Return the alert message for one matching version."""
     return AlertMessage(
@@ -71,8 +72,12 @@ def build_message(
 
 
 def classify_version(
-    session: Session, version: ArticleVersion, topics: TopicSet,
-    channels: dict[str, ChannelConfig], *, allow_alert: bool = True,
+    session: Session,
+    version: ArticleVersion,
+    topics: TopicSet,
+    channels: dict[str, ChannelConfig],
+    *,
+    allow_alert: bool = True,
 ) -> bool:
     """Classify one version in `session` and queue its alert; return True if an alert was queued."""
     now = datetime.now(UTC)
@@ -101,15 +106,19 @@ def classify_version(
     session.flush()
     for channel in subscribed_channels(channels, [m.name for m in matches]):
         session.add(
-            Delivery(alert_id=alert.id, channel=channel, state="pending", attempts=0,
-                     next_attempt_at=now)
+            Delivery(
+                alert_id=alert.id, channel=channel, state="pending", attempts=0, next_attempt_at=now
+            )
         )
     return True
 
 
 def process_new_versions(
-    sessions: sessionmaker[Session], topics: TopicSet, channels: dict[str, ChannelConfig],
-    *, batch: int = 200,
+    sessions: sessionmaker[Session],
+    topics: TopicSet,
+    channels: dict[str, ChannelConfig],
+    *,
+    batch: int = 200,
 ) -> ClassifyResult:
     """Classify every unclassified version, oldest first, each in its own transaction."""
     result = ClassifyResult()

@@ -35,7 +35,9 @@ def cmd_alerts(args: argparse.Namespace, settings: AppSettings) -> int:
                 delivery.state = "pending"
                 delivery.attempts = 0
                 delivery.next_attempt_at = datetime.now(UTC)
-        print(f"{len(rows)} failed deliveries queued again; the daemon sends them on its next sweep")
+        print(
+            f"{len(rows)} failed deliveries queued again; the daemon sends them on its next sweep"
+        )
         return 0
     with sessions() as session:
         query = select(Delivery).join(Alert).order_by(Delivery.id.desc()).limit(args.limit)
@@ -43,9 +45,11 @@ def cmd_alerts(args: argparse.Namespace, settings: AppSettings) -> int:
             query = query.where(Delivery.state == args.state)
         for delivery in session.scalars(query):
             payload = delivery.alert.payload
-            print(f"{delivery.id}\t{delivery.state}\t{delivery.channel}\t"
-                  f"attempts={delivery.attempts}\t{payload.get('title', '')}\t"
-                  f"{payload.get('url', '')}\t{delivery.last_error or ''}")
+            print(
+                f"{delivery.id}\t{delivery.state}\t{delivery.channel}\t"
+                f"attempts={delivery.attempts}\t{payload.get('title', '')}\t"
+                f"{payload.get('url', '')}\t{delivery.last_error or ''}"
+            )
     return 0
 
 
@@ -75,8 +79,9 @@ def cmd_articles(args: argparse.Namespace, settings: AppSettings) -> int:
         query = query.where(Article.published_at >= since)
     if args.search:
         pattern = f"%{args.search}%"
-        query = query.where(or_(ArticleVersion.title.like(pattern),
-                                ArticleVersion.body.like(pattern)))
+        query = query.where(
+            or_(ArticleVersion.title.like(pattern), ArticleVersion.body.like(pattern))
+        )
     shown = 0
     with sessions() as session:
         for article, version in session.execute(query):
@@ -84,8 +89,10 @@ def cmd_articles(args: argparse.Namespace, settings: AppSettings) -> int:
             if args.topic and args.topic not in names:
                 continue
             when = article.published_at.astimezone().isoformat() if article.published_at else "-"
-            print(f"{article.id}\t{article.source_id}\t{when}\t{','.join(names) or '-'}\t"
-                  f"{article.title}\t{article.url}")
+            print(
+                f"{article.id}\t{article.source_id}\t{when}\t{','.join(names) or '-'}\t"
+                f"{article.title}\t{article.url}"
+            )
             shown += 1
             if shown >= args.limit:
                 break
@@ -99,8 +106,9 @@ def _extracted_json(path: str, article: Any) -> dict[str, Any]:
         "published_at": article.published_at.isoformat() if article.published_at else None,
         "source": article.source,
         "body": article.body,
-        "attachments": [{"url": a.url, "name": a.name, "type": a.type}
-                        for a in article.attachments],
+        "attachments": [
+            {"url": a.url, "name": a.name, "type": a.type} for a in article.attachments
+        ],
         "doc_number": article.doc_number,
     }
 
@@ -161,11 +169,12 @@ def cmd_reclassify(args: argparse.Namespace, settings: AppSettings) -> int:
             version = session.get(ArticleVersion, version_id)
             assert version is not None
             before = [t["name"] for t in version.topics or []]
-            alerts += classify_version(session, version, topics, channels,
-                                       allow_alert=args.alert)
+            alerts += classify_version(session, version, topics, channels, allow_alert=args.alert)
             changed += before != [t["name"] for t in version.topics or []]
-    print(f"{len(version_ids)} articles reclassified, {changed} changed topics, "
-          f"{alerts} alerts queued")
+    print(
+        f"{len(version_ids)} articles reclassified, {changed} changed topics, "
+        f"{alerts} alerts queued"
+    )
     return 0
 
 
@@ -176,10 +185,19 @@ def cmd_notify_test(args: argparse.Namespace, settings: AppSettings) -> int:
 
     channels = load_channels(settings.resolved_channels_file())
     if args.channel not in channels:
-        print(f"monitor: no channel {args.channel!r}; channels: {', '.join(channels)}",
-              file=sys.stderr)
+        print(
+            f"monitor: no channel {args.channel!r}; channels: {', '.join(channels)}",
+            file=sys.stderr,
+        )
         return 2
-    send_test(args.channel, channels[args.channel])
+    from monitor.notifiers.base import DeliveryError
+
+    try:
+        send_test(args.channel, channels[args.channel])
+    except DeliveryError as exc:
+        kind = "temporary" if exc.retryable else "permanent"
+        print(f"monitor: test alert to {args.channel} failed ({kind}): {exc}", file=sys.stderr)
+        return 1
     print(f"test alert sent to {args.channel}")
     return 0
 
