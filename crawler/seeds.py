@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
@@ -88,6 +88,10 @@ class Seed(BaseModel):
     encoding: str | None = Field(default=None, description="Force this charset for the site.")
     schedule: Schedule = Field(default_factory=lambda: Schedule(every="30m"))
     allowed_domains: list[str] = Field(default_factory=list, description="Extra domains to follow.")
+    browser: Literal["none", "lists", "articles", "all"] = Field(
+        default="none",
+        description="Pages that need a real browser (Chromium via scrapy-playwright).",
+    )
     enabled: bool = True
 
     @field_validator("article_pattern", "list_pattern")
@@ -120,6 +124,10 @@ class Seed(BaseModel):
         new_base = new_base.rstrip("/")
         moved = [new_base + url[len(self.base_url) :] for url in self.list_urls]
         return self.model_copy(update={"base_url": new_base, "list_urls": moved})
+
+    def needs_browser(self, page_kind: str) -> bool:
+        """Return True when pages of `page_kind` ("list" or "article") must go through a browser."""
+        return self.browser == "all" or self.browser == f"{page_kind}s"
 
     def domains(self) -> list[str]:
         """Return the host names this source may follow links to."""

@@ -112,7 +112,7 @@ class SourcesSpider(scrapy.Spider):
             callback=self.parse_list,
             errback=self.on_error,
             cb_kwargs={"source_id": seed.id, "depth": depth},
-            meta={"source_id": seed.id, "page_kind": "list"},
+            meta={"source_id": seed.id, "page_kind": "list", "browser": seed.needs_browser("list")},
         )
 
     def parse_list(self, response: Response, source_id: str, depth: int) -> Any:
@@ -137,7 +137,11 @@ class SourcesSpider(scrapy.Spider):
                 callback=self.parse_article,
                 errback=self.on_error,
                 cb_kwargs={"source_id": source_id, "list_date": entry.published_at},
-                meta={"source_id": source_id, "page_kind": "article"},
+                meta={
+                    "source_id": source_id,
+                    "page_kind": "article",
+                    "browser": seed.needs_browser("article"),
+                },
             )
         if depth < seed.max_pages:
             for next_url in page.next_pages:
