@@ -32,7 +32,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check crawler monitor replay tests migrations
 
 bench-topics: $(STAMP)
-	$(BIN)/python -m monitor.bench_topics
+	$(BIN)/python -m monitor.bench_topics --check
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,211 @@
+"""Text helpers for topic matching: sentences, fast normalisation, word boundaries, enumerations."""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import threading
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from crawler.normalize import strip_pinyin, to_simplified
+
+# Newlines end sentences too: WeChat-style posts break lines without punctuation.
+_SENTENCE = re.compile(r"[^。！？!?；;\n]+(?:[。！？!?；;]+[”’」』\"]*)?")
+_SPACES = re.compile(r"[ \t\u3000\xa0]+")
+# Clauses inside a sentence; an enumeration (A、B、C) never crosses one.
+_CLAUSE = re.compile(r"[^，,：:。！？!?；;]+")
+_CJK = re.compile(r"[\u3400-\u9fff]")
+_WINDOW = 6
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """One sentence: its original text, its normalised form, and where it stands."""
+
+    original: str
+    norm: str
+    is_title: bool
+    lead: bool
+
+
+@lru_cache(maxsize=1)
+def _t2s_triggers() -> frozenset[str] | None:
+    """Return the characters without which OpenCC t2s leaves a string unchanged (None: unknown)."""
+    try:
+        import opencc
+
+        folder = Path(opencc.__file__).parent / "dictionary"
+        chars: dict[str, str] = {}
+        with (folder / "TSCharacters.txt").open(encoding="utf-8") as lines:
+            for line in lines:
+                key, value = line.rstrip("\n").split("\t")
+                chars[key] = value.split(" ")[0]
+        triggers = {key for key, value in chars.items() if key != value}
+        with (folder / "TSPhrases.txt").open(encoding="utf-8") as lines:
+            for line in lines:
+                key, value = line.rstrip("\n").split("\t")
+                if value.split(" ")[0] != "".join(chars.get(c, c) for c in key):
+                    # A phrase can only match where all its characters are: one of them
+                    # suffices, preferably one OpenCC knows (瞭 in 一目瞭然), not a common 一.
+                    known = [c for c in key if c in chars]
+                    triggers.add(known[0] if known else key[0])
+    except (ImportError, OSError, ValueError):
+        return None
+    return frozenset(triggers)
+
+
+def normalize(text: str) -> str:
+    """Return exactly `crawler.normalize.normalize_text(text)`, skipping OpenCC when it is a no-op."""
+    text = unicodedata.normalize("NFKC", text)
+    text = strip_pinyin(text)
+    triggers = _t2s_triggers()
+    if triggers is None or not triggers.isdisjoint(text):
+        text = to_simplified(text)
+    return _SPACES.sub(" ", text).strip()
+
+
+def split_sentences(title: str, text: str, lead_chars: int) -> list[Sentence]:
+    """Return the title (if any) and the text's sentences, normalised, lead sentences marked."""
+    sentences = []
+    if title.strip():
+        sentences.append(Sentence(title.strip(), normalize(title), True, True))
+    seen = 0
+    for match in _SENTENCE.finditer(text):
+        original = match.group().strip()
+        if not original:
+            continue
+        norm = normalize(original)
+        if not norm:
+            continue
+        sentences.append(Sentence(original, norm, False, seen < lead_chars))
+        seen += len(norm)
+    return sentences
+
+
+def enumerations(norm: str) -> list[list[tuple[int, int]]]:
+    """Return the item spans of each enumeration (A、B、C) in a normalised sentence."""
+    found = []
+    for clause in _CLAUSE.finditer(norm):
+        if "、" not in clause.group():
+            continue
+        items, start = [], clause.start()
+        for part in clause.group().split("、"):
+            items.append((start, start + len(part)))
+            start += len(part) + 1
+        found.append(items)
+    return found
+
+
+class Segmenter:
+    """Word boundaries from jieba's dictionary and its max-probability route, plus our own words."""
+
+    def __init__(self) -> None:
+        import jieba
+
+        jieba.setLogLevel(logging.WARNING)
+        self.tokenizer = jieba.Tokenizer()
+        self.tokenizer.initialize()
+        self._lock = threading.Lock()
+        self._cache: dict[str, tuple[int, ...]] = {}
+
+    def add_words(self, words: Iterable[str]) -> None:
+        """Add words so that jieba keeps each whole (frequency just high enough, as jieba suggests)."""
+        with self._lock:
+            for word in words:
+                if _CJK.search(word) and not self.tokenizer.FREQ.get(word):
+                    self.tokenizer.add_word(word)
+            self._cache.clear()
+
+    def cuts(self, text: str) -> tuple[int, ...]:
+        """Return the word boundaries of `text` (0 and len included), as jieba would cut it."""
+        cached = self._cache.get(text)
+        if cached is not None:
+            return cached
+        freq, log_total, size = self.tokenizer.FREQ, math.log(self.tokenizer.total), len(text)
+        best = [0.0] * (size + 1)
+        step = [size] * (size + 1)
+        for i in range(size - 1, -1, -1):
+            top, top_end = math.log(freq.get(text[i]) or 1) - log_total + best[i + 1], i + 1
+            end = i + 2
+            while end <= size:
+                count = freq.get(text[i:end])
+                if count is None:
+                    break
+                if count:
+                    score = math.log(count) - log_total + best[end]
+                    if score >= top:
+                        top, top_end = score, end
+                end += 1
+            best[i], step[i] = top, top_end
+        bounds, i = [0], 0
+        while i < size:
+            i = step[i]
+            bounds.append(i)
+        result = tuple(bounds)
+        if len(self._cache) > 50_000:
+            self._cache.clear()
+        self._cache[text] = result
+        return result
+
+    def is_word(self, norm: str, start: int, end: int) -> bool:
+        """Return True if norm[start:end] is whole words, or the head (tail) of one longer word.
+
+        Chinese compounds are head-final: 人民医院 is a 医院, so a term may end a longer word;
+        卫生间 is no 卫生 and 合作社 no 合作, so a term never starts or sits inside one.
+        """
+        if not _CJK.search(norm[start:end]):
+            before = norm[start - 1] if start else " "
+            after = norm[end] if end < len(norm) else " "
+            return not (before.isascii() and before.isalnum()) and not (
+                after.isascii() and after.isalnum()
+            )
+        low = max(0, start - _WINDOW)
+        bounds = self.cuts(norm[low : min(len(norm), end + _WINDOW)])
+        left, right = start - low, end - low
+        if right not in bounds:
+            return False
+        if left in bounds:
+            return True
+        word_start = max(b for b in bounds if b < left)
+        return min(b for b in bounds if b > word_start) == right
+
+
+_SEGMENTER: Segmenter | None = None
+_SEGMENTER_LOCK = threading.Lock()
+
+
+def segmenter() -> Segmenter:
+    """Return the process-wide segmenter, loading jieba's dictionary once."""
+    global _SEGMENTER
+    with _SEGMENTER_LOCK:
+        if _SEGMENTER is None:
+            _SEGMENTER = Segmenter()
+        return _SEGMENTER
+
+
+def trie_regex(words: Iterable[str]) -> str:
+    """Return a regex matching any of `words`, longest first, as a trie (fast in `re`)."""
+    trie: dict[str, dict] = {}
+    for word in words:
+        node = trie
+        for char in word:
+            node = node.setdefault(char, {})
+        node[""] = {}
+    return _trie_pattern(trie)
+
+
+def _trie_pattern(node: dict[str, dict]) -> str:
+    """Return the regex of one trie node."""
+    ends = "" in node
+    branches = [re.escape(c) + _trie_pattern(child) for c, child in sorted(node.items()) if c]
+    if not branches:
+        return ""
+    body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+    if ends:
+        return f"(?:{body})?" if len(branches) > 1 or len(body) > 1 else f"{body}?"
+    return body
