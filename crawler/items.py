@@ -20,3 +20,14 @@ class ArticleItem:
     attachments: list[dict[str, Any]] = field(default_factory=list)
     fetched_at: str = ""
     http_status: int = 200
+    list_url: str | None = None
+
+
+@dataclass
+class WithdrawnItem:
+    """A known post that is gone: its page answers 404/410, or its list dropped it."""
+
+    source_id: str
+    url: str
+    reason: str
+    seen_at: str

@@ -76,9 +76,26 @@ class Article(Base):
     first_seen_at: Mapped[datetime] = mapped_column()
     last_seen_at: Mapped[datetime] = mapped_column()
     withdrawn_at: Mapped[datetime | None] = mapped_column()
+    withdrawn_reason: Mapped[str | None] = mapped_column(String(200))
+    # Decaying revisit schedule (crawler.memory.REVISIT_AFTER): None once it has run out.
+    next_check_at: Mapped[datetime | None] = mapped_column(index=True)
+    checks: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    list_url: Mapped[str | None] = mapped_column(String(1000))
     versions: Mapped[list[ArticleVersion]] = relationship(
         back_populates="article", order_by="ArticleVersion.version_no"
     )
+
+
+class HttpValidator(Base):
+    """ETag and Last-Modified of a list page, for conditional requests on the next cycle."""
+
+    __tablename__ = "http_validators"
+
+    url: Mapped[str] = mapped_column(String(1000), primary_key=True)
+    source_id: Mapped[str] = mapped_column(ForeignKey("sources.id"), index=True)
+    etag: Mapped[str | None] = mapped_column(String(300))
+    last_modified: Mapped[str | None] = mapped_column(String(100))
+    updated_at: Mapped[datetime] = mapped_column()
 
 
 class ArticleVersion(Base):

@@ -11,9 +11,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from crawler import migrate
 from crawler.db import session_factory
-from crawler.items import ArticleItem
+from crawler.items import ArticleItem, WithdrawnItem
 from crawler.models import CrawlRun, Source
-from crawler.store import store_article
+from crawler.store import mark_withdrawn, store_article
 
 logger = logging.getLogger(__name__)
 
@@ -34,9 +34,7 @@ class StorePipeline:
     def from_crawler(cls, crawler: Any) -> StorePipeline:
         """Build the pipeline from the DATABASE_URL and STORE_ENABLED settings."""
         settings = crawler.settings
-        return cls(
-            settings.get("DATABASE_URL"), settings.getbool("STORE_ENABLED", True), crawler
-        )
+        return cls(settings.get("DATABASE_URL"), settings.getbool("STORE_ENABLED", True), crawler)
 
     def open_spider(self) -> None:
         """Migrate the database if needed, mirror the sources, and open their crawl runs."""
@@ -53,15 +51,22 @@ class StorePipeline:
                     session.add(source)
                 source.name = seed.name
                 source.base_url = seed.base_url
+                session.flush()  # runs reference the source: insert it first
                 self.baseline[seed.id] = source.last_success_at is None
                 run = CrawlRun(source_id=seed.id, started_at=now, status="running")
                 session.add(run)
                 session.flush()
                 self.run_ids[seed.id] = run.id
 
-    def process_item(self, item: ArticleItem) -> ArticleItem:
-        """Store one article and count what happened to it."""
+    def process_item(self, item: ArticleItem | WithdrawnItem) -> ArticleItem | WithdrawnItem:
+        """Store one article (or withdrawal) and count what happened to it."""
         if not self.enabled or self.sessions is None:
+            return item
+        if isinstance(item, WithdrawnItem):
+            with self.sessions.begin() as session:
+                if mark_withdrawn(session, item):
+                    self.outcomes[(item.source_id, "withdrawn")] += 1
+                    self.crawler.stats.inc_value(f"source/{item.source_id}/withdrawn")
             return item
         with self.sessions.begin() as session:
             result = store_article(session, item, baseline=self.baseline.get(item.source_id, False))

@@ -11,7 +11,8 @@ from typing import Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from crawler.items import ArticleItem
+from crawler.items import ArticleItem, WithdrawnItem
+from crawler.memory import next_check
 from crawler.models import Article, ArticleVersion
 from crawler.normalize import normalize_text
 from crawler.urls import canonical_url
@@ -38,9 +39,7 @@ def body_diff(old_title: str, old_body: str, new_title: str, new_body: str) -> s
     """Return a unified diff of two versions (title as the first line)."""
     old = [old_title, "", *old_body.splitlines()]
     new = [new_title, "", *new_body.splitlines()]
-    return "\n".join(
-        difflib.unified_diff(old, new, "before", "after", lineterm="", n=1)
-    )
+    return "\n".join(difflib.unified_diff(old, new, "before", "after", lineterm="", n=1))
 
 
 def _parse_time(value: str | None) -> datetime | None:
@@ -59,7 +58,10 @@ def store_article(session: Session, item: ArticleItem, *, baseline: bool) -> Sto
     ).one_or_none()
     if article is not None and article.content_hash == digest:
         article.last_seen_at = fetched_at
-        article.withdrawn_at = None
+        article.withdrawn_at = article.withdrawn_reason = None
+        article.checks += 1
+        article.next_check_at = next_check(fetched_at, article.checks)
+        article.list_url = item.list_url or article.list_url
         return StoreResult("unchanged", article.id, None)
 
     diff = None
@@ -73,6 +75,9 @@ def store_article(session: Session, item: ArticleItem, *, baseline: bool) -> Sto
             content_hash=digest,
             first_seen_at=fetched_at,
             last_seen_at=fetched_at,
+            checks=0,
+            next_check_at=next_check(fetched_at, 0),
+            list_url=item.list_url,
         )
         session.add(article)
         session.flush()
@@ -91,7 +96,10 @@ def store_article(session: Session, item: ArticleItem, *, baseline: bool) -> Sto
         article.published_at = published_at or article.published_at
         article.content_hash = digest
         article.last_seen_at = fetched_at
-        article.withdrawn_at = None
+        article.withdrawn_at = article.withdrawn_reason = None
+        article.checks = 0
+        article.next_check_at = next_check(fetched_at, 0)
+        article.list_url = item.list_url or article.list_url
     version = ArticleVersion(
         article_id=article.id,
         version_no=version_no,
@@ -109,3 +117,18 @@ def store_article(session: Session, item: ArticleItem, *, baseline: bool) -> Sto
     session.add(version)
     session.flush()
     return StoreResult(outcome, article.id, version.id)
+
+
+def mark_withdrawn(session: Session, item: WithdrawnItem) -> bool:
+    """Mark a stored article withdrawn (once); return True if it was newly marked."""
+    article = session.scalars(
+        select(Article).where(Article.canonical_url == canonical_url(item.url))
+    ).one_or_none()
+    if article is None or article.withdrawn_at is not None:
+        return False
+    seen_at = _parse_time(item.seen_at)
+    assert seen_at is not None
+    article.withdrawn_at = seen_at
+    article.withdrawn_reason = item.reason[:200]
+    article.next_check_at = None
+    return True

@@ -47,6 +47,18 @@ def subscribed_channels(channels: dict[str, ChannelConfig], topic_names: list[st
     ]
 
 
+def described(match: TopicMatch, topics: TopicSet) -> dict[str, object]:
+    """Return a match as shown in alerts: its dict plus the labels from the topics file."""
+    spec = topics.spec.topics.get(match.name)
+    if spec is None:
+        return match.to_dict()
+    return {
+        **match.to_dict(),
+        "label": spec.label or match.name,
+        "group_labels": {name: group.label for name, group in spec.groups.items() if group.label},
+    }
+
+
 def build_message(
     version: ArticleVersion,
     article: Article,
@@ -54,6 +66,7 @@ def build_message(
     matches: list[TopicMatch],
     parties: list[str],
     key: str,
+    topics: TopicSet,
 ) -> AlertMessage:
     """Return the alert message for one matching version."""
     return AlertMessage(
@@ -64,7 +77,7 @@ def build_message(
         source_id=source.id,
         source_name=source.name,
         published_at=version.published_at,
-        topics=[m.to_dict() for m in matches],
+        topics=[described(m, topics) for m in matches],
         parties=parties,
         excerpt=version.body[:200],
         diff=version.diff,
@@ -94,7 +107,7 @@ def classify_version(
         return False
     source = session.get(Source, article.source_id)
     assert source is not None
-    message = build_message(version, article, source, matches, parties, key)
+    message = build_message(version, article, source, matches, parties, key, topics)
     alert = Alert(
         article_version_id=version.id,
         idempotency_key=key,

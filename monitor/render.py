@@ -34,7 +34,6 @@ SCHEMA_VERSION = 1
 CST = timezone(timedelta(hours=8), "CST")
 KINDS = ("new", "changed", "health", "test", "digest")
 
-_TOPIC_LABELS = {"biomed_coop": "生物医药合作"}
 _SUBJECT_MAX = 150
 _DIFF_MAX_LINES = {"text": 200, "html": 200, "markdown": 40}
 # Inline markup anywhere; block markup (heading, list, quote) only where a line could start.
@@ -134,9 +133,8 @@ def one_line(text: str) -> str:
 
 
 def topic_label(topic: dict[str, Any]) -> str:
-    """Return the Chinese label of a topic (its `label`, a known name, or the name itself)."""
-    name = str(topic.get("name", ""))
-    return str(topic.get("label") or _TOPIC_LABELS.get(name, name))
+    """Return the label of a topic from the topics file (its `label`), else its name."""
+    return str(topic.get("label") or topic.get("name", ""))
 
 
 def _prefix(msg: AlertMessage) -> str:
@@ -172,7 +170,11 @@ def _terms(topic: dict[str, Any]) -> list[tuple[str, str]]:
     matched = topic.get("matched") or {}
     if not isinstance(matched, dict):
         return []
-    return [(str(group), "、".join(str(t) for t in terms)) for group, terms in matched.items()]
+    labels = topic.get("group_labels") or {}
+    return [
+        (str(labels.get(group) or group), "、".join(str(t) for t in terms))
+        for group, terms in matched.items()
+    ]
 
 
 def _evidence(topic: dict[str, Any]) -> list[str]:
@@ -219,7 +221,12 @@ def _text_body(msg: AlertMessage) -> list[str]:
     for topic in msg.topics:
         score = _score(topic)
         lines.append(
-            "命中主题：" + topic_label(topic) + ("（得分 " + score + "）" if score else "")
+            "命中主题："
+            + topic_label(topic)
+            + " ["
+            + str(topic.get("name", ""))
+            + "]"
+            + ("（得分 " + score + "）" if score else "")
         )
         lines.extend("  " + group + "：" + terms for group, terms in _terms(topic))
         lines.extend("  依据：" + one_line(sentence) for sentence in _evidence(topic))

@@ -51,6 +51,7 @@ def alert(title: str = HOSTILE, **changes: object) -> AlertMessage:
         "topics": [
             {
                 "name": "biomed_coop",
+                "label": "生物医药合作",
                 "score": 0.87,
                 "matched": {"合作": ["战略合作"], "生物医药": ["创新药"]},
                 "evidence": "双方签署*战略合作*协议",

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
+from zoneinfo import ZoneInfo
 
 import scrapy
 from pydantic import BaseModel, Field, ValidationError
@@ -18,12 +19,16 @@ from scrapy.http import Response
 from twisted.python.failure import Failure
 
 from crawler.config import get_settings
-from crawler.items import ArticleItem
+from crawler.db import session_factory
+from crawler.items import ArticleItem, WithdrawnItem
+from crawler.memory import CrawlMemory, title_changed
 from crawler.pages.article import EXTRACTORS
 from crawler.pages.listing import parse_list
 from crawler.seeds import Seed, effective_seed, load_seeds
+from crawler.urls import canonical_url
 
 logger = logging.getLogger(__name__)
+CST = ZoneInfo("Asia/Shanghai")
 
 
 class SpiderArgs(BaseModel):
@@ -63,11 +68,15 @@ class SourcesSpider(scrapy.Spider):
     def __init__(
         self,
         seeds: list[Seed] | None = None,
+        memory: CrawlMemory | None = None,
         *args: Any,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.seeds: dict[str, Seed] = {seed.id: seed for seed in seeds or []}
+        self.memory = memory
+        self.list_validators: dict[str, dict[str, tuple[str | None, str | None]]] = {}
+        self.lists_requested: dict[str, set[str]] = {}
 
     @classmethod
     def from_crawler(cls, crawler: Any, *args: Any, **kwargs: Any) -> SourcesSpider:
@@ -96,23 +105,69 @@ class SourcesSpider(scrapy.Spider):
         chosen = [effective_seed(seed, replay) for seed in chosen]
         if spider_args.max_pages:
             chosen = [s.model_copy(update={"max_pages": spider_args.max_pages}) for s in chosen]
-        spider = super().from_crawler(crawler, seeds=chosen)
+        memory = None
+        if settings.getbool("STORE_ENABLED", True):
+            memory = CrawlMemory(session_factory(settings.get("DATABASE_URL")))
+        spider = super().from_crawler(crawler, seeds=chosen, memory=memory)
         spider.allowed_domains = sorted({d for seed in chosen for d in seed.domains()})
         return spider
 
     async def start(self) -> AsyncIterator[Any]:
-        """Yield the first list page request of every source."""
+        """Yield the first list page of every source, then the revisits that are due."""
         for seed in self.seeds.values():
+            self.lists_requested[seed.id] = set(seed.list_urls)
             for list_url in seed.list_urls:
                 yield self._list_request(seed, list_url, depth=1)
+        if self.memory is None:
+            return
+        now = datetime.now(UTC)
+        for seed in self.seeds.values():
+            for url, list_url in self.memory.due_revisits(seed.id, now):
+                yield self._article_request(seed, url, list_url, None, revisit=True)
 
     def _list_request(self, seed: Seed, url: str, depth: int) -> scrapy.Request:
+        headers = {}
+        if self.memory is not None:
+            etag, last_modified = self.memory.validators(url)
+            if etag:
+                headers["If-None-Match"] = etag
+            if last_modified:
+                headers["If-Modified-Since"] = last_modified
         return scrapy.Request(
             url,
+            headers=headers,
             callback=self.parse_list,
             errback=self.on_error,
             cb_kwargs={"source_id": seed.id, "depth": depth},
-            meta={"source_id": seed.id, "page_kind": "list", "browser": seed.needs_browser("list")},
+            meta={
+                "source_id": seed.id,
+                "page_kind": "list",
+                "browser": seed.needs_browser("list"),
+                "handle_httpstatus_list": [304],
+            },
+        )
+
+    def _article_request(
+        self,
+        seed: Seed,
+        url: str,
+        list_url: str | None,
+        list_date: datetime | None,
+        revisit: bool = False,
+    ) -> scrapy.Request:
+        meta: dict[str, Any] = {
+            "source_id": seed.id,
+            "page_kind": "article",
+            "browser": seed.needs_browser("article"),
+        }
+        if revisit:
+            meta["handle_httpstatus_list"] = [404, 410]
+        return scrapy.Request(
+            url,
+            callback=self.parse_article,
+            errback=self.on_error,
+            cb_kwargs={"source_id": seed.id, "list_date": list_date, "list_url": list_url},
+            meta=meta,
         )
 
     def parse_list(self, response: Response, source_id: str, depth: int) -> Any:
@@ -120,6 +175,13 @@ class SourcesSpider(scrapy.Spider):
         seed = self.seeds[source_id]
         stats = self.crawler.stats
         stats.inc_value(f"source/{source_id}/list_pages")
+        if response.status == 304:
+            stats.inc_value(f"source/{source_id}/list_not_modified")
+            return
+        self.list_validators.setdefault(source_id, {})[response.url] = (
+            response.headers.get("ETag", b"").decode("latin-1") or None,
+            response.headers.get("Last-Modified", b"").decode("latin-1") or None,
+        )
         page = parse_list(
             response.url,
             response.body,
@@ -131,26 +193,52 @@ class SourcesSpider(scrapy.Spider):
         stats.inc_value(f"source/{source_id}/list_entries", len(page.entries))
         if not page.entries:
             logger.warning("source %s: list page %s shows no posts", source_id, response.url)
-        for entry in page.entries:
-            yield scrapy.Request(
-                entry.url,
-                callback=self.parse_article,
-                errback=self.on_error,
-                cb_kwargs={"source_id": source_id, "list_date": entry.published_at},
-                meta={
-                    "source_id": source_id,
-                    "page_kind": "article",
-                    "browser": seed.needs_browser("article"),
-                },
-            )
-        if depth < seed.max_pages:
-            for next_url in page.next_pages:
-                yield self._list_request(seed, next_url, depth + 1)
+        shown = {canonical_url(entry.url): entry for entry in page.entries}
+        known = self.memory.known(shown) if self.memory is not None else set()
+        stats.inc_value(f"source/{source_id}/list_known", len(known))
+        for canonical, entry in shown.items():
+            if canonical not in known or title_changed(entry.title, known[canonical]):
+                yield self._article_request(seed, entry.url, response.url, entry.published_at)
+        yield from self._withdrawn_from_list(source_id, response.url, page.entries, set(shown))
+        # Walk the column one page at a time, so that the walk can stop at the first page
+        # whose posts are all known; `max_pages` bounds it (the backfill depth).
+        if depth < seed.max_pages and (not shown or len(known) < len(shown)):
+            visited = self.lists_requested.setdefault(source_id, set())
+            visited.update((response.url, response.request.url if response.request else ""))
+            following = next((u for u in page.next_pages if u not in visited), None)
+            if following is not None:
+                visited.add(following)
+                yield self._list_request(seed, following, depth + 1)
+
+    def _withdrawn_from_list(
+        self, source_id: str, list_url: str, entries: list[Any], shown: set[str]
+    ) -> Any:
+        """Yield WithdrawnItems for known posts gone from a list that still shows their neighbours."""
+        dates = [e.published_at.astimezone(CST).date() for e in entries if e.published_at]
+        if self.memory is None or len(dates) < 3:
+            return
+        now = datetime.now(UTC).isoformat()
+        for url in self.memory.missing_from_list(
+            source_id, list_url, shown, max(dates), min(dates)
+        ):
+            yield WithdrawnItem(source_id, url, "gone from its list page", now)
 
     def parse_article(
-        self, response: Response, source_id: str, list_date: datetime | None = None
+        self,
+        response: Response,
+        source_id: str,
+        list_date: datetime | None = None,
+        list_url: str | None = None,
     ) -> Any:
-        """Extract one article page into an ArticleItem."""
+        """Extract one article page into an ArticleItem (a WithdrawnItem when it is gone)."""
+        if response.status in (404, 410):
+            yield WithdrawnItem(
+                source_id,
+                response.url,
+                f"HTTP {response.status} on revisit",
+                datetime.now(UTC).isoformat(),
+            )
+            return
         seed = self.seeds[source_id]
         extract = EXTRACTORS[seed.extractor]
         now = datetime.now(UTC)
@@ -176,7 +264,18 @@ class SourcesSpider(scrapy.Spider):
             ],
             fetched_at=now.isoformat(),
             http_status=response.status,
+            list_url=list_url,
         )
+
+    def closed(self, reason: str) -> None:
+        """Save list-page validators of sources whose crawl completed without a failed article."""
+        if self.memory is None or reason != "finished":
+            return
+        stats = self.crawler.stats
+        now = datetime.now(UTC)
+        for source_id, validators in self.list_validators.items():
+            if not stats.get_value(f"source/{source_id}/article_errors"):
+                self.memory.save_validators(source_id, validators, now)
 
     def on_error(self, failure: Failure) -> None:
         """Record a failed request against its source, with a one-line reason."""

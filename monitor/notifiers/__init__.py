@@ -59,6 +59,7 @@ def sample_alert(name: str, now: datetime | None = None) -> AlertMessage:
         topics=[
             {
                 "name": "biomed_coop",
+                "label": "生物医药合作",
                 "score": 1.0,
                 "matched": {"合作": ["合作协议"], "生物医药": ["生物医药"]},
                 "evidence": "示例：某市与某生物医药企业签署战略合作协议。",

@@ -1,0 +1,125 @@
+"""What earlier crawls know, so a cycle fetches only what is new or due.
+
+- List pages are fetched with the ETag / Last-Modified of the last complete crawl; a 304
+  ends that list. Validators are saved only after a crawl that finished with no failed
+  article, so a killed or partial crawl never hides a post behind a 304.
+- Known articles are not fetched again, except on a decaying revisit schedule
+  (`REVISIT_AFTER` after first sight, then after each check) to catch revisions and
+  withdrawals; a revision restarts the schedule.
+- A known post whose title on the list differs from the stored one is fetched again: the
+  list reveals the edit without waiting for the revisit.
+- Pagination stops at the first list page whose posts are all known.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from crawler.models import Article, HttpValidator
+
+REVISIT_AFTER: tuple[timedelta, ...] = (
+    timedelta(hours=1),
+    timedelta(hours=6),
+    timedelta(days=1),
+    timedelta(days=3),
+    timedelta(days=7),
+)
+MAX_REVISITS_PER_SOURCE = 50
+
+
+def next_check(fetched_at: datetime, checks: int) -> datetime | None:
+    """Return when an article checked `checks` times should be fetched again, or None."""
+    if checks >= len(REVISIT_AFTER):
+        return None
+    return fetched_at + REVISIT_AFTER[checks]
+
+
+class CrawlMemory:
+    """Read access to validators, known articles and due revisits of one database."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+
+    def validators(self, url: str) -> tuple[str | None, str | None]:
+        """Return the (ETag, Last-Modified) stored for a list page URL."""
+        with self.sessions() as session:
+            row = session.get(HttpValidator, url)
+            return (row.etag, row.last_modified) if row else (None, None)
+
+    def known(self, canonical_urls: Iterable[str]) -> dict[str, str]:
+        """Return the stored title of each of `canonical_urls` that is a stored article."""
+        wanted = list(canonical_urls)
+        if not wanted:
+            return {}
+        with self.sessions() as session:
+            rows = session.execute(
+                select(Article.canonical_url, Article.title).where(
+                    Article.canonical_url.in_(wanted)
+                )
+            )
+            return {canonical: title for canonical, title in rows}
+
+    def due_revisits(self, source_id: str, now: datetime) -> list[tuple[str, str | None]]:
+        """Return (url, list_url) of the source's articles whose revisit is due, oldest first."""
+        with self.sessions() as session:
+            rows = session.execute(
+                select(Article.url, Article.list_url)
+                .where(
+                    Article.source_id == source_id,
+                    Article.next_check_at <= now,
+                    Article.withdrawn_at.is_(None),
+                )
+                .order_by(Article.next_check_at)
+                .limit(MAX_REVISITS_PER_SOURCE)
+            ).all()
+        return [(url, list_url) for url, list_url in rows]
+
+    def missing_from_list(
+        self, source_id: str, list_url: str, shown: set[str], newest: date, oldest: date
+    ) -> list[str]:
+        """Return URLs last listed on `list_url`, dated strictly between `oldest` and `newest`
+        (CST days), that the page no longer shows: posts gone while their neighbours remain."""
+        from zoneinfo import ZoneInfo
+
+        cst = ZoneInfo("Asia/Shanghai")
+        with self.sessions() as session:
+            rows = session.execute(
+                select(Article.url, Article.canonical_url, Article.published_at).where(
+                    Article.source_id == source_id,
+                    Article.list_url == list_url,
+                    Article.withdrawn_at.is_(None),
+                )
+            ).all()
+        gone = []
+        for url, canonical, published_at in rows:
+            if canonical in shown or published_at is None:
+                continue
+            if oldest < published_at.astimezone(cst).date() < newest:
+                gone.append(url)
+        return gone
+
+    def save_validators(
+        self, source_id: str, validators: dict[str, tuple[str | None, str | None]], now: datetime
+    ) -> None:
+        """Store the validators of list pages that a complete crawl processed."""
+        with self.sessions.begin() as session:
+            for url, (etag, last_modified) in validators.items():
+                row = session.get(HttpValidator, url)
+                if row is None:
+                    row = HttpValidator(url=url, source_id=source_id, updated_at=now)
+                    session.add(row)
+                row.etag, row.last_modified, row.updated_at = etag, last_modified, now
+
+
+def title_changed(list_title: str, stored_title: str) -> bool:
+    """Return True when a list's (possibly truncated) title disagrees with the stored title."""
+    from crawler.normalize import normalize_text
+
+    shown = normalize_text(list_title).rstrip(".…").strip()
+    if not shown:
+        return False
+    return not normalize_text(stored_title).startswith(shown)
