@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    LargeBinary,
     DateTime,
     ForeignKey,
     Index,
@@ -61,6 +62,28 @@ class Source(Base):
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class Story(Base):
+    """One event reported by several posts (reposts across portals); alerted once."""
+
+    __tablename__ = "stories"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    first_article_id: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column()
+
+
+class SourceHealth(Base):
+    """The health state of a source, so that a broken source alerts once and recovers once."""
+
+    __tablename__ = "source_health"
+
+    source_id: Mapped[str] = mapped_column(ForeignKey("sources.id"), primary_key=True)
+    state: Mapped[str] = mapped_column(String(20), default="ok")
+    reason: Mapped[str | None] = mapped_column(Text)
+    since: Mapped[datetime] = mapped_column()
+    notified_at: Mapped[datetime | None] = mapped_column()
+
+
 class Article(Base):
     """One post, identified by its canonical URL; its content lives in versions."""
 
@@ -81,6 +104,9 @@ class Article(Base):
     next_check_at: Mapped[datetime | None] = mapped_column(index=True)
     checks: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     list_url: Mapped[str | None] = mapped_column(String(1000))
+    # Near-duplicate grouping: the story this post belongs to, and its MinHash signature.
+    story_id: Mapped[int | None] = mapped_column(ForeignKey("stories.id"), index=True)
+    minhash: Mapped[bytes | None] = mapped_column(LargeBinary)
     versions: Mapped[list[ArticleVersion]] = relationship(
         back_populates="article", order_by="ArticleVersion.version_no"
     )
@@ -151,7 +177,10 @@ class Alert(Base):
     __tablename__ = "alerts"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    article_version_id: Mapped[int] = mapped_column(ForeignKey("article_versions.id"), index=True)
+    # None for health alerts, which concern a source rather than an article.
+    article_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("article_versions.id"), index=True
+    )
     idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
     kind: Mapped[str] = mapped_column(String(20), default="new")
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)

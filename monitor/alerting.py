@@ -11,6 +11,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -23,6 +24,7 @@ from monitor.render import AlertMessage
 from monitor.topics import TopicMatch, TopicSet
 
 logger = logging.getLogger(__name__)
+CST = ZoneInfo("Asia/Shanghai")
 
 
 @dataclass
@@ -76,7 +78,7 @@ def build_message(
         url=article.url,
         source_id=source.id,
         source_name=source.name,
-        published_at=version.published_at,
+        published_at=version.published_at.astimezone(CST) if version.published_at else None,
         topics=[described(m, topics) for m in matches],
         parties=parties,
         excerpt=version.body[:200],
