@@ -21,6 +21,7 @@ from crawler.models import Alert, Article, ArticleVersion, Delivery, Source
 from monitor.channels import ChannelConfig
 from monitor.parties import extract_parties
 from monitor.render import AlertMessage
+from monitor.stories import StoryIndex, assign_story
 from monitor.topics import TopicMatch, TopicSet
 
 logger = logging.getLogger(__name__)
@@ -93,17 +94,29 @@ def classify_version(
     channels: dict[str, ChannelConfig],
     *,
     allow_alert: bool = True,
+    stories: StoryIndex | None = None,
 ) -> bool:
-    """Classify one version in `session` and queue its alert; return True if an alert was queued."""
+    """Classify one version in `session` and queue its alert; return True if an alert was queued.
+
+    With a story index, a new post joins its story; a repost of a story that already
+    alerted is attached to it and does not alert again.
+    """
     now = datetime.now(UTC)
     matches = topics.classify(version.title, version.body)
     parties = extract_parties(version.title, version.body) if matches else []
     version.topics = [m.to_dict() for m in matches]
     version.parties = parties
     version.classified_at = now
+    article = version.article
+    if stories is not None and version.version_no == 1:
+        new_story = assign_story(session, article, version.title, version.body, stories, now)
+        if not new_story and matches and story_alerted(session, article.story_id):
+            logger.info(
+                "%s is a repost of story %s: attached, not alerted", article.url, article.story_id
+            )
+            return False
     if not matches or version.baseline or not allow_alert:
         return False
-    article = version.article
     key = alert_key(article.canonical_url, version.content_hash)
     if session.scalar(select(Alert.id).where(Alert.idempotency_key == key)) is not None:
         return False
@@ -128,15 +141,32 @@ def classify_version(
     return True
 
 
+def story_alerted(session: Session, story_id: int | None) -> bool:
+    """Return True when some post of the story has already produced an alert."""
+    if story_id is None:
+        return False
+    found = session.scalar(
+        select(Alert.id)
+        .join(ArticleVersion, ArticleVersion.id == Alert.article_version_id)
+        .join(Article, Article.id == ArticleVersion.article_id)
+        .where(Article.story_id == story_id)
+        .limit(1)
+    )
+    return found is not None
+
+
 def process_new_versions(
     sessions: sessionmaker[Session],
     topics: TopicSet,
     channels: dict[str, ChannelConfig],
     *,
     batch: int = 200,
+    stories: StoryIndex | None = None,
 ) -> ClassifyResult:
     """Classify every unclassified version, oldest first, each in its own transaction."""
     result = ClassifyResult()
+    if stories is not None:
+        stories.load(sessions, datetime.now(UTC))
     last_id = 0
     while True:
         with sessions() as session:
@@ -155,7 +185,7 @@ def process_new_versions(
                     version = session.get(ArticleVersion, version_id)
                     if version is None or version.classified_at is not None:
                         continue
-                    queued = classify_version(session, version, topics, channels)
+                    queued = classify_version(session, version, topics, channels, stories=stories)
             except IntegrityError:
                 logger.info("version %s was classified by another process", version_id)
                 continue

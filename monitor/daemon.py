@@ -27,6 +27,7 @@ from monitor.channels import ChannelConfig
 from monitor.crawl import CrawlRunner, SourceOutcome
 from monitor.dispatcher import RetryPolicy, dispatch_due
 from monitor.notifiers.base import Notifier
+from monitor.stories import StoryIndex
 from monitor.topics import TopicSet
 
 logger = logging.getLogger("monitor")
@@ -37,11 +38,20 @@ BATCH_WINDOW_SECONDS = 1.0
 def log_outcome(outcome: SourceOutcome) -> None:
     """Log one clear line for how a source's crawl ended."""
     if outcome.status == "ok":
-        logger.info("source %s: %d posts, %d new, %d changed", outcome.source_id,
-                    outcome.items, outcome.new, outcome.changed)
+        logger.info(
+            "source %s: %d posts, %d new, %d changed",
+            outcome.source_id,
+            outcome.items,
+            outcome.new,
+            outcome.changed,
+        )
     else:
-        logger.warning("source %s: crawl %s: %s", outcome.source_id, outcome.status,
-                       outcome.error or "unknown reason")
+        logger.warning(
+            "source %s: crawl %s: %s",
+            outcome.source_id,
+            outcome.status,
+            outcome.error or "unknown reason",
+        )
 
 
 class Daemon:
@@ -64,12 +74,14 @@ class Daemon:
         self.every = every
         self.sessions = session_factory(settings.database_url)
         self.runner = CrawlRunner(settings, self.sessions)
-        self.policy = RetryPolicy(settings.retry_base_seconds, settings.retry_max_seconds,
-                                  settings.max_attempts)
+        self.policy = RetryPolicy(
+            settings.retry_base_seconds, settings.retry_max_seconds, settings.max_attempts
+        )
         self._due: set[str] = set()
         self._wake = threading.Condition()
         self._stop = threading.Event()
         self._outbox_lock = threading.Lock()
+        self.stories = StoryIndex()
 
     def request(self, source_id: str) -> None:
         """Mark a source as due; the main loop crawls it with any others due now."""
@@ -88,14 +100,20 @@ class Daemon:
     def process_outbox(self) -> None:
         """Classify new versions into alerts and deliver what is due."""
         with self._outbox_lock:
-            classified = process_new_versions(self.sessions, self.topics, self.channels)
+            classified = process_new_versions(
+                self.sessions, self.topics, self.channels, stories=self.stories
+            )
             if classified.classified:
-                logger.info("classified %d new versions, %d alerts queued",
-                            classified.classified, classified.alerts)
+                logger.info(
+                    "classified %d new versions, %d alerts queued",
+                    classified.classified,
+                    classified.alerts,
+                )
             sent = dispatch_due(self.sessions, self.notifiers, self.policy)
             if sent.sent or sent.retried or sent.failed:
-                logger.info("outbox: %d sent, %d to retry, %d failed", sent.sent, sent.retried,
-                            sent.failed)
+                logger.info(
+                    "outbox: %d sent, %d to retry, %d failed", sent.sent, sent.retried, sent.failed
+                )
 
     def _trigger(self, seed: Seed) -> IntervalTrigger | CronTrigger:
         if self.every is not None:
@@ -119,18 +137,32 @@ class Daemon:
         scheduler = BackgroundScheduler(timezone=CST)
         now = datetime.now(CST)
         for seed in self.seeds.values():
-            scheduler.add_job(self.request, self._trigger(seed), args=[seed.id], id=seed.id,
-                              next_run_time=now, coalesce=True, max_instances=1,
-                              misfire_grace_time=None)
-        scheduler.add_job(self.process_outbox, IntervalTrigger(
-            seconds=self.settings.dispatch_every_seconds, timezone=CST), id="outbox",
-            coalesce=True, max_instances=1)
+            scheduler.add_job(
+                self.request,
+                self._trigger(seed),
+                args=[seed.id],
+                id=seed.id,
+                next_run_time=now,
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=None,
+            )
+        scheduler.add_job(
+            self.process_outbox,
+            IntervalTrigger(seconds=self.settings.dispatch_every_seconds, timezone=CST),
+            id="outbox",
+            coalesce=True,
+            max_instances=1,
+        )
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self.stop)
             signal.signal(signal.SIGINT, self.stop)
         scheduler.start()
-        logger.info("monitor running: %d sources, channels: %s", len(self.seeds),
-                    ", ".join(self.channels) or "none")
+        logger.info(
+            "monitor running: %d sources, channels: %s",
+            len(self.seeds),
+            ", ".join(self.channels) or "none",
+        )
         try:
             while not self._stop.is_set():
                 batch = self._next_batch()

@@ -1,0 +1,120 @@
+"""Near-duplicate grouping: the same story reposted by a portal or another site is one story.
+
+A post's signature is a MinHash (datasketch) over character 4-gram shingles of its normalised
+title and body with punctuation and spaces removed, so simplified, traditional and
+pinyin-annotated copies of one text shingle alike. Posts whose estimated Jaccard similarity
+reaches `SIMILARITY` belong to the same story; a story alerts once, and later reposts are
+attached to it (listed in digests) instead of alerting again. The LSH index holds the
+signatures of the last `WINDOW` of posts and is rebuilt from the database when the daemon
+starts.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+
+import numpy as np
+from datasketch import MinHash, MinHashLSH
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from crawler.models import Article, Story
+from crawler.normalize import normalize_text
+
+NUM_PERM = 128
+SHINGLE = 4
+SIMILARITY = 0.5
+WINDOW = timedelta(days=90)
+MIN_SHINGLES = 20
+# Fixed so that stored signatures stay comparable across datasketch upgrades.
+SCHEME = "affine32"
+_NOT_TEXT = re.compile(r"[\W_]+", re.UNICODE)
+
+
+def signature(title: str, body: str) -> MinHash | None:
+    """Return the MinHash of a post, or None when it is too short to compare."""
+    text = _NOT_TEXT.sub("", normalize_text(title + "\n" + body))
+    shingles = {text[i : i + SHINGLE] for i in range(max(0, len(text) - SHINGLE + 1))}
+    if len(shingles) < MIN_SHINGLES:
+        return None
+    minhash = MinHash(num_perm=NUM_PERM, seed=1, scheme=SCHEME)
+    minhash.update_batch([s.encode("utf-8") for s in shingles])
+    return minhash
+
+
+def to_bytes(minhash: MinHash) -> bytes:
+    """Return the signature as bytes for the `articles.minhash` column."""
+    return np.asarray(minhash.hashvalues, dtype=np.uint64).tobytes()
+
+
+def from_bytes(data: bytes) -> MinHash:
+    """Return the signature stored by `to_bytes`."""
+    values = np.frombuffer(data, dtype=np.uint64).copy()
+    return MinHash(num_perm=NUM_PERM, seed=1, hashvalues=values, scheme=SCHEME)
+
+
+class StoryIndex:
+    """An in-memory LSH index of recent posts' signatures, keyed by article id."""
+
+    def __init__(self) -> None:
+        self.lsh = MinHashLSH(threshold=SIMILARITY, num_perm=NUM_PERM)
+        self.signatures: dict[int, MinHash] = {}
+        self.loaded = False
+
+    def load(self, sessions: sessionmaker[Session], now: datetime) -> None:
+        """Fill the index from the signatures stored in the last WINDOW (once per process)."""
+        if self.loaded:
+            return
+        with sessions() as session:
+            rows = session.execute(
+                select(Article.id, Article.minhash).where(
+                    Article.minhash.is_not(None), Article.first_seen_at >= now - WINDOW
+                )
+            ).all()
+        for article_id, data in rows:
+            self.add(article_id, from_bytes(data))
+        self.loaded = True
+
+    def add(self, article_id: int, minhash: MinHash) -> None:
+        """Index one post's signature."""
+        if article_id not in self.signatures:
+            self.lsh.insert(article_id, minhash)
+            self.signatures[article_id] = minhash
+
+    def most_similar(self, minhash: MinHash, exclude: int) -> tuple[int, float] | None:
+        """Return (article id, similarity) of the closest indexed post at or above SIMILARITY."""
+        best: tuple[int, float] | None = None
+        for candidate in self.lsh.query(minhash):
+            if candidate == exclude:
+                continue
+            score = minhash.jaccard(self.signatures[candidate])
+            if score >= SIMILARITY and (best is None or score > best[1]):
+                best = (candidate, score)
+        return best
+
+
+def assign_story(
+    session: Session, article: Article, title: str, body: str, index: StoryIndex, now: datetime
+) -> bool:
+    """Put a new post into a story (an existing one if it is a repost); return True if new."""
+    if article.story_id is not None:
+        return False
+    minhash = signature(title, body)
+    match = index.most_similar(minhash, article.id) if minhash is not None else None
+    if match is not None:
+        original = session.get(Article, match[0])
+        if original is not None and original.story_id is not None:
+            article.story_id = original.story_id
+            article.minhash = to_bytes(minhash) if minhash is not None else None
+            if minhash is not None:
+                index.add(article.id, minhash)
+            return False
+    story = Story(first_article_id=article.id, created_at=now)
+    session.add(story)
+    session.flush()
+    article.story_id = story.id
+    if minhash is not None:
+        article.minhash = to_bytes(minhash)
+        index.add(article.id, minhash)
+    return True

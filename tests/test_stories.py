@@ -1,0 +1,83 @@
+"""Near-duplicates: a story reposted across sites and scripts alerts once; others stay apart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+
+from crawler.normalize import to_simplified
+from monitor.stories import SIMILARITY, StoryIndex, from_bytes, signature, to_bytes
+from replay.server import ReplayServer
+from replay.sinks import WebhookSink
+from tests.e2e import monitor_env, run_monitor
+
+STORY_TITLE = "深圳与香港大学共建生物医药联合研究中心"
+STORY = [
+    "记者20日获悉，深圳市人民政府与香港大学在河套深港科技创新合作区签署合作协议，"
+    "共建“港大深圳生物医药联合研究中心”，聚焦创新药物研发、细胞治疗和高端医疗器械。",
+    "根据协议，研究中心将联合开展临床研究，引进香港大学医学院科研团队，"
+    "推动科研成果在深圳转化落地，并与区内十余家生物医药企业建立产学研合作。",
+    "双方还将共同培养生物医学领域的博士后和青年科研人员，打造深港生物医药创新高地。",
+]
+REPOST_TITLE = "深圳與香港大學共建生物醫藥聯合研究中心"
+REPOST = [
+    "（轉載自中國新聞網）",
+    *[p.replace("记者20日获悉，", "") for p in STORY],
+]
+
+
+def _traditional(text_: str) -> str:
+    from opencc import OpenCC
+
+    return OpenCC("s2t").convert(text_)
+
+
+def test_signatures_group_reposts_across_scripts_and_keep_others_apart() -> None:
+    original = signature(STORY_TITLE, "\n".join(STORY))
+    repost = signature(REPOST_TITLE, _traditional("\n".join(REPOST)))
+    other = signature(
+        "开平市召开冬季安全生产工作会议", "会议强调要压实安全生产责任，全面排查整治各类隐患。" * 4
+    )
+    assert original is not None and repost is not None and other is not None
+    assert original.jaccard(repost) >= SIMILARITY
+    assert original.jaccard(other) < 0.1
+    assert from_bytes(to_bytes(original)).jaccard(original) == 1.0
+    assert to_simplified(REPOST_TITLE) == STORY_TITLE
+
+
+def test_index_finds_the_closest_post_only() -> None:
+    index = StoryIndex()
+    index.add(1, signature(STORY_TITLE, "\n".join(STORY)))
+    index.add(2, signature("开平市召开冬季安全生产工作会议", "会议强调要压实安全生产责任。" * 6))
+    found = index.most_similar(signature(REPOST_TITLE, "\n".join(REPOST)), exclude=3)
+    assert found is not None and found[0] == 1
+    assert signature("短", "太短") is None
+
+
+def test_story_reposted_by_another_site_alerts_once(tmp_path: Path) -> None:
+    with ReplayServer(["chinanews", "kaiping"]) as replay, WebhookSink() as hook:
+        channels = tmp_path / "channels.yaml"
+        channels.write_text(
+            f"channels:\n  hook:\n    kind: webhook\n    url: {hook.url}\n", encoding="utf-8"
+        )
+        env = monitor_env(tmp_path, replay.url, channels)
+        args = ["run", "--once", "--sources", "chinanews,kaiping"]
+        assert run_monitor(args, env).returncode == 0  # baseline
+        replay.publish("chinanews", STORY_TITLE, STORY)
+        assert run_monitor(args, env).returncode == 0
+        replay.publish("kaiping", REPOST_TITLE, [_traditional(p) for p in REPOST])
+        done = run_monitor(args, env)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "is a repost of story" in done.stderr
+        alerts = hook.wait_for(1)
+    assert len(alerts) == 1 and alerts[0].json["source_id"] == "chinanews"
+    engine = create_engine(env["DATABASE_URL"])
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("select source_id, story_id from articles where title in (:a, :b)"),
+            {"a": STORY_TITLE, "b": REPOST_TITLE},
+        ).all()
+    engine.dispose()
+    assert {source for source, _ in rows} == {"chinanews", "kaiping"}
+    assert len({story for _, story in rows}) == 1 and rows[0][1] is not None
