@@ -27,6 +27,8 @@ def setup_logging(level: str) -> None:
         datefmt="%Y-%m-%d %H:%M:%S",
         stream=sys.stderr,
     )
+    # One line per job run is noise for a daemon that runs jobs every few minutes.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 @dataclass

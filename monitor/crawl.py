@@ -57,6 +57,7 @@ class CrawlRunner:
         self.settings = settings
         self.sessions = sessions
         self.current: subprocess.Popen[bytes] | None = None
+        self.stopping = False
 
     def run(self, source_ids: list[str]) -> list[SourceOutcome]:
         """Crawl `source_ids` in one child process and return each source's outcome."""
@@ -83,6 +84,11 @@ class CrawlRunner:
                          stderr.decode("utf-8", "replace").strip().splitlines()[-1:])
         return self._outcomes(source_ids, started, timed_out, code)
 
+    def stop(self) -> None:
+        """End the running crawl because the daemon is shutting down."""
+        self.stopping = True
+        self.kill()
+
     def kill(self) -> None:
         """Terminate the running crawl's whole process group (SIGTERM, then SIGKILL)."""
         proc = self.current
@@ -96,6 +102,14 @@ class CrawlRunner:
                 os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+    def _reason(self, timed_out: bool, code: int | None, when: str) -> str:
+        """Return why a crawl child ended without closing its runs."""
+        if timed_out:
+            return f"timed out after {self.settings.crawl_timeout:.0f}s"
+        if self.stopping:
+            return "interrupted: the monitor is shutting down"
+        return f"crawl process exited with code {code} {when}".strip()
 
     def _outcomes(
         self, source_ids: list[str], started: datetime, timed_out: bool, code: int | None
@@ -111,15 +125,13 @@ class CrawlRunner:
                     .limit(1)
                 ).one_or_none()
                 if run is None:
-                    reason = (f"timed out after {self.settings.crawl_timeout:.0f}s" if timed_out
-                              else f"crawl process exited with code {code} before starting")
+                    reason = self._reason(timed_out, code, "before starting")
                     outcomes.append(SourceOutcome(source_id, "failed", 0, 0, 0, reason))
                     continue
                 if run.status == "running":
                     run.status = "timeout" if timed_out else "failed"
                     run.finished_at = datetime.now(UTC)
-                    run.error = (f"timed out after {self.settings.crawl_timeout:.0f}s"
-                                 if timed_out else f"crawl process exited with code {code}")
+                    run.error = self._reason(timed_out, code, "")
                 outcomes.append(SourceOutcome(source_id, run.status, run.items_found,
                                               run.new_articles, run.changed_articles, run.error))
         return outcomes

@@ -129,7 +129,7 @@ class Daemon:
         self._stop.set()
         with self._wake:
             self._wake.notify()
-        self.runner.kill()
+        self.runner.stop()
 
     def run(self) -> None:
         """Run until SIGTERM/SIGINT: crawl due sources in batches, sweep the outbox."""
