@@ -1,0 +1,87 @@
+"""Parsing decoded HTML into an lxml tree once, and reading its <meta> tags and links."""
+
+from __future__ import annotations
+
+from urllib.parse import urljoin, urlsplit
+
+import lxml.html
+from lxml import etree
+from lxml.html import HtmlElement
+
+_PARSER = lxml.html.HTMLParser(
+    encoding="utf-8", remove_comments=True, remove_pis=True, no_network=True, recover=True
+)
+# lxml.html picks an element class per tag through a Python callback, about a microsecond per
+# element each time a node is touched; one C-level default class keeps the HtmlElement API
+# (text_content, drop_tree, ...) that readability-lxml relies on at a fraction of the cost.
+_PARSER.set_element_class_lookup(
+    etree.ElementDefaultClassLookup(
+        element=lxml.html.HtmlElement,
+        comment=lxml.html.HtmlComment,
+        pi=lxml.html.HtmlProcessingInstruction,
+        entity=lxml.html.HtmlEntity,
+    )
+)
+
+
+def parse_html(text: str) -> HtmlElement | None:
+    """Return the root <html> element of `text`, or None when nothing parseable is left."""
+    if not text or not text.strip():
+        return None
+    data = text.replace("\x00", "").encode("utf-8", "replace")
+    try:
+        root = lxml.html.document_fromstring(data, parser=_PARSER)
+    except (etree.ParserError, etree.XMLSyntaxError, ValueError):
+        return None
+    return root if isinstance(root, HtmlElement) else None
+
+
+def meta_tags(root: HtmlElement) -> dict[str, str]:
+    """Return <meta> contents keyed by lower-case name, property or http-equiv (first non-empty wins)."""
+    found: dict[str, str] = {}
+    for meta in root.iter("meta"):
+        content = (meta.get("content") or "").strip()
+        if not content:
+            continue
+        for attr in ("name", "property", "http-equiv", "itemprop"):
+            key = (meta.get(attr) or "").strip().lower()
+            if key and key not in found:
+                found[key] = content
+    return found
+
+
+def base_url(root: HtmlElement, url: str) -> str:
+    """Return the URL relative links resolve against (<base href> if present)."""
+    for base in root.iter("base"):
+        href = (base.get("href") or "").strip()
+        if href:
+            try:
+                return urljoin(url, href)
+            except ValueError:
+                return url
+    return url
+
+
+def absolute_http_url(base: str, href: str | None) -> str | None:
+    """Return `href` resolved against `base` without its fragment, or None unless it is http(s)."""
+    if not href:
+        return None
+    href = href.strip().replace("\\", "/")
+    if not href or href.startswith(("#", "javascript:", "mailto:", "tel:", "data:")):
+        return None
+    try:
+        absolute = urljoin(base, href)
+        parts = urlsplit(absolute)
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    return absolute.split("#", 1)[0]
+
+
+def node_text(element: HtmlElement) -> str:
+    """Return the whitespace-collapsed text content of `element`."""
+    try:
+        return " ".join(element.text_content().split())
+    except (ValueError, TypeError):
+        return ""
