@@ -46,6 +46,10 @@ class ReplayHandler(BaseHTTPRequestHandler):
     server_version = "nginx"
     sys_version = ""
     timeout = 30
+    # Headers and body leave in separate writes; with Nagle on, the body of every response on
+    # a kept-alive connection waits for the client's delayed ACK (40 ms), which no real server
+    # makes a crawler pay.
+    disable_nagle_algorithm = True
 
     @property
     def replay(self) -> ReplayServer:
@@ -81,18 +85,17 @@ class ReplayHandler(BaseHTTPRequestHandler):
         """Route the request and answer it, turning crashes into 500s."""
         parts = urlsplit(self.path)
         path = unquote(parts.path)
+        # Site requests are logged as their response starts, before the client can read it
+        # and send its next request, so the log keeps the order the client saw.
+        self._log_next_response = not path.startswith("/_admin/")
         try:
             if path.startswith("/_admin/"):
                 self._admin(path, send_body)
                 return
-            status = self._site_request(
-                path, parse_qs(parts.query, keep_blank_values=True), send_body
-            )
+            self._site_request(path, parse_qs(parts.query, keep_blank_values=True), send_body)
         except Exception:  # noqa: BLE001 - a replay must answer, and say why it failed
             traceback.print_exc(file=sys.stderr)
-            status = 500
             self._send_bytes(500, b"internal error", "text/plain", {}, send_body)
-        self.replay._record(self.command, self.path, status, dict(self.headers.items()))
 
     def _site_request(self, path: str, query: dict[str, list[str]], send_body: bool) -> int:
         """Answer a GET/HEAD on a site path and return the status sent."""
@@ -149,7 +152,10 @@ class ReplayHandler(BaseHTTPRequestHandler):
         headers: dict[str, str],
         send_body: bool,
     ) -> None:
-        """Write a complete response."""
+        """Write a complete response (logging it first when it answers a site request)."""
+        if getattr(self, "_log_next_response", False):
+            self._log_next_response = False
+            self.replay._record(self.command, self.path, status, dict(self.headers.items()))
         self.send_response(status)
         if content_type:
             self.send_header("Content-Type", content_type)
