@@ -1,0 +1,71 @@
+"""The daemon: sources due together share one crawl process; it stops cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+
+from crawler.config import PROJECT_ROOT
+from replay.server import ReplayServer
+from tests.e2e import monitor_env
+
+
+def _runs(database_url: str) -> list[tuple[str, str, str]]:
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            return [
+                tuple(map(str, row))
+                for row in conn.execute(
+                    text("select source_id, started_at, status from crawl_runs order by id")
+                )
+            ]
+    except Exception:
+        return []
+    finally:
+        engine.dispose()
+
+
+def test_sources_due_together_share_one_crawl_and_cycles_repeat(tmp_path: Path) -> None:
+    with ReplayServer(["kaiping", "sznews"]) as replay:
+        env = monitor_env(tmp_path, replay.url, None)
+        daemon = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "monitor.cli",
+                "run",
+                "--every",
+                "3s",
+                "--sources",
+                "kaiping,sznews",
+            ],
+            env=env,
+            cwd=PROJECT_ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and len(_runs(env["DATABASE_URL"])) < 4:
+                time.sleep(1)
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            _, stderr = daemon.communicate(timeout=60)
+    assert daemon.returncode == 0, stderr[-2000:]
+    runs = [run for run in _runs(env["DATABASE_URL"]) if run[2] != "running"]
+    assert len(runs) >= 4, stderr[-2000:]
+    by_start: dict[str, set[str]] = {}
+    for source_id, started_at, _ in runs:
+        by_start.setdefault(started_at, set()).add(source_id)
+    # Each crawl process opens the runs of all its sources at one instant.
+    assert all(sources == {"kaiping", "sznews"} for sources in by_start.values()), by_start
+    assert len(by_start) >= 2
+    assert "crawling kaiping, sznews" in stderr
+    assert "monitor stopped" in stderr
