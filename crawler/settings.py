@@ -39,3 +39,11 @@ STORE_ENABLED = True
 FEED_EXPORT_ENCODING = "utf-8"
 LOG_LEVEL = _app.log_level
 TWISTED_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"
+
+# --- Browser pages (scrapy-playwright, JavaScript challenges): crawler/browser_settings.py ---
+# Keep this block last: it merges into the dict settings above.
+from crawler.browser_settings import merge_browser_settings
+
+merge_browser_settings(globals())
+# --- end of browser pages ---
+
