@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 ## The daemon on the embedded default (SQLite file data/monitor.db); Ctrl-C stops it.
-run: $(STAMP)
+run: $(STAMP) chromium
 	$(BIN)/monitor db upgrade
 	$(BIN)/monitor run
 
