@@ -39,6 +39,29 @@ class AppSettings(BaseSettings):
     retry_max_seconds: float = Field(default=3600.0, description="Longest retry delay.")
     max_attempts: int = Field(default=10, description="Delivery attempts before dead letter.")
     dispatch_every_seconds: float = Field(default=30.0, description="Outbox retry sweep period.")
+    health_failures: int = Field(
+        default=3,
+        ge=1,
+        description="Consecutive failed or timed-out crawls that make a source "
+        "`failing` (one health alert to the channels subscribed to `health`).",
+    )
+    health_silent_days: float = Field(
+        default=7.0,
+        gt=0,
+        description="A source is `silent` after no new post for this many "
+        "days, or for health_silent_factor times its usual gap between posts if that is longer.",
+    )
+    health_silent_factor: float = Field(
+        default=4.0,
+        gt=0,
+        description="Multiple of the median gap between a source's last 20 "
+        "posts after which it counts as `silent`.",
+    )
+    test_crash_after_send: bool = Field(
+        default=False,
+        description="Tests only: the dispatcher exits at once after a successful "
+        "send, before recording it, to simulate a crash at the worst moment.",
+    )
     log_level: str = Field(default="INFO")
 
     def resolved_channels_file(self) -> Path | None:

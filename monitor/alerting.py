@@ -41,12 +41,20 @@ def alert_key(canonical_url: str, content_hash: str) -> str:
     return hashlib.sha256(f"{canonical_url}|{content_hash}".encode()).hexdigest()[:32]
 
 
+HEALTH_TOPIC = "health"
+
+
 def subscribed_channels(channels: dict[str, ChannelConfig], topic_names: list[str]) -> list[str]:
-    """Return the names of the channels that take instant alerts for any of `topic_names`."""
+    """Return the names of the channels subscribed to any of `topic_names`, whatever their mode.
+
+    A channel gets a topic it names; '*' stands for every topic except `health`, which only
+    goes to channels that name it (the operations channels).
+    """
+    named = set(topic_names)
     return [
         name
         for name, config in channels.items()
-        if config.mode == "instant" and config.wants(topic_names)
+        if named & set(config.topics) or ("*" in config.topics and named - {HEALTH_TOPIC})
     ]
 
 
@@ -133,9 +141,11 @@ def classify_version(
     session.add(alert)
     session.flush()
     for channel in subscribed_channels(channels, [m.name for m in matches]):
+        # Digest channels get their alerts bundled by monitor.digest, not one by one.
+        state = "pending" if channels[channel].mode == "instant" else "digest"
         session.add(
             Delivery(
-                alert_id=alert.id, channel=channel, state="pending", attempts=0, next_attempt_at=now
+                alert_id=alert.id, channel=channel, state=state, attempts=0, next_attempt_at=now
             )
         )
     return True

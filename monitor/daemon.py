@@ -1,7 +1,9 @@
 """The daemon: APScheduler fires each source on its schedule; due sources share one crawl process.
 
-After every crawl, new versions are classified into the alert outbox and the outbox is
-dispatched; a separate job sweeps the outbox for retries. One crawl runs at a time, so a
+After every crawl, the crawled sources' health is checked (monitor/health.py), new versions
+are classified into the alert outbox and the outbox is dispatched; a separate job sweeps the
+outbox for retries, and digest jobs (hourly, and daily at 08:00) bundle the alerts of digest
+channels (monitor/digest.py). One crawl runs at a time, so a
 source is never crawled twice at once; sources that fall due meanwhile form the next batch.
 """
 
@@ -25,7 +27,9 @@ from crawler.seeds import Seed
 from monitor.alerting import process_new_versions
 from monitor.channels import ChannelConfig
 from monitor.crawl import CrawlRunner, SourceOutcome
+from monitor.digest import DAILY_HOUR_CST, queue_digests
 from monitor.dispatcher import RetryPolicy, dispatch_due
+from monitor.health import HealthPolicy, check_sources
 from monitor.notifiers.base import Notifier
 from monitor.stories import StoryIndex
 from monitor.topics import TopicSet
@@ -94,8 +98,24 @@ class Daemon:
         outcomes = self.runner.run(source_ids)
         for outcome in outcomes:
             log_outcome(outcome)
+        self.check_health([outcome.source_id for outcome in outcomes])
         self.process_outbox()
         return outcomes
+
+    def check_health(self, source_ids: list[str]) -> None:
+        """Update the health of crawled sources and queue their alerts; never stop the daemon."""
+        try:
+            check_sources(
+                self.sessions, self.channels, source_ids, HealthPolicy.from_settings(self.settings)
+            )
+        except Exception:
+            logger.exception("health check of %s failed", ", ".join(source_ids))
+
+    def send_digests(self, period: str) -> None:
+        """Bundle the waiting alerts of the digest channels of `period` and deliver them."""
+        with self._outbox_lock:
+            queue_digests(self.sessions, self.channels, period)
+        self.process_outbox()
 
     def process_outbox(self) -> None:
         """Classify new versions into alerts and deliver what is due."""
@@ -109,7 +129,12 @@ class Daemon:
                     classified.classified,
                     classified.alerts,
                 )
-            sent = dispatch_due(self.sessions, self.notifiers, self.policy)
+            sent = dispatch_due(
+                self.sessions,
+                self.notifiers,
+                self.policy,
+                crash_after_send=self.settings.test_crash_after_send,
+            )
             if sent.sent or sent.retried or sent.failed:
                 logger.info(
                     "outbox: %d sent, %d to retry, %d failed", sent.sent, sent.retried, sent.failed
@@ -154,6 +179,20 @@ class Daemon:
             coalesce=True,
             max_instances=1,
         )
+        digest_triggers = {
+            "hourly": CronTrigger(minute=0, timezone=CST),
+            "daily": CronTrigger(hour=DAILY_HOUR_CST, minute=0, timezone=CST),
+        }
+        for period, trigger in digest_triggers.items():
+            scheduler.add_job(
+                self.send_digests,
+                trigger,
+                args=[period],
+                id="digest_" + period,
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=600,
+            )
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self.stop)
             signal.signal(signal.SIGINT, self.stop)

@@ -8,6 +8,7 @@ between the two re-sends that one delivery with the same idempotency key (webhoo
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -20,6 +21,7 @@ from monitor.notifiers.base import DeliveryError, Notifier
 from monitor.render import AlertMessage
 
 logger = logging.getLogger(__name__)
+CRASH_EXIT_CODE = 75
 
 
 @dataclass(frozen=True)
@@ -68,8 +70,14 @@ def dispatch_due(
     notifiers: Mapping[str, Notifier],
     policy: RetryPolicy = RetryPolicy(),
     now: datetime | None = None,
+    *,
+    crash_after_send: bool = False,
 ) -> DispatchResult:
-    """Send every due delivery, channel by channel in alert order; return what happened."""
+    """Send every due delivery, channel by channel in alert order; return what happened.
+
+    `crash_after_send` (tests only) ends the process right after a successful send, before it
+    is recorded: the worst moment for a crash.
+    """
     now = now or datetime.now(UTC)
     result = DispatchResult()
     with sessions() as session:
@@ -89,6 +97,10 @@ def dispatch_due(
                 message = AlertMessage.from_payload(delivery.alert.payload)
                 delivery_id = delivery.id
             outcome = _send(notifier, channel, message)
+            if outcome is None and crash_after_send:
+                logger.critical("test crash: delivery %s sent, not recorded", delivery_id)
+                logging.shutdown()
+                os._exit(CRASH_EXIT_CODE)
             with sessions.begin() as session:
                 delivery = session.get(Delivery, delivery_id)
                 assert delivery is not None
