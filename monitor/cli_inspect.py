@@ -11,12 +11,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 
 from crawler.config import AppSettings
 from crawler.db import session_factory
 from crawler.migrate import upgrade
 from crawler.models import Alert, Article, ArticleVersion, Delivery
+from crawler.normalize import normalize_text
 
 MAX_FETCH_BYTES = 20 * 1024 * 1024
 
@@ -77,16 +78,15 @@ def cmd_articles(args: argparse.Namespace, settings: AppSettings) -> int:
 
             since = since.replace(tzinfo=ZoneInfo("Asia/Shanghai"))
         query = query.where(Article.published_at >= since)
-    if args.search:
-        pattern = f"%{args.search}%"
-        query = query.where(
-            or_(ArticleVersion.title.like(pattern), ArticleVersion.body.like(pattern))
-        )
+    # Search on the matching form, so 医药 finds 醫藥 and 醫(yī)藥 alike.
+    needle = normalize_text(args.search) if args.search else None
     shown = 0
     with sessions() as session:
         for article, version in session.execute(query):
             names = [t["name"] for t in version.topics or []]
             if args.topic and args.topic not in names:
+                continue
+            if needle and needle not in normalize_text(version.title + "\n" + version.body):
                 continue
             when = article.published_at.astimezone().isoformat() if article.published_at else "-"
             print(

@@ -96,6 +96,8 @@ def test_articles_by_source_topic_search_and_limit(cli: Cli) -> None:
     assert SEED_TITLE in "\n".join(biomed)
     (found,) = cli.lines("articles", "--search", "邑科匯")
     assert found.split("\t")[4] == SEED_TITLE
+    # Simplified search words find the traditional, pinyin-annotated seed (醫(yī)藥領域).
+    assert SEED_TITLE in "\n".join(cli.lines("articles", "--search", "生物医药领域"))
     newest = cli.lines("articles", "--limit", "2")
     assert len(newest) == 2 and newest[0].split("\t")[2].startswith("2025-01-16")
     assert len(cli.lines("articles", "--since", "2025-01-01")) == 3
