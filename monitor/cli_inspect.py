@@ -207,7 +207,7 @@ def register(add: Callable[[str, Callable[..., int]], argparse.ArgumentParser]) 
     p = add("alerts", cmd_alerts)
     p.add_argument("action", nargs="?", choices=["list", "retry"], default="list")
     p.add_argument("ids", nargs="*", type=int, help="delivery ids to retry (default: all failed)")
-    p.add_argument("--state", choices=["pending", "sent", "failed"])
+    p.add_argument("--state", choices=["pending", "digest", "sent", "failed"])
     p.add_argument("--limit", type=int, default=50)
 
     p = add("articles", cmd_articles)
