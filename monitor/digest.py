@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from crawler.models import Alert, Delivery
+from crawler.models import Alert, Article, ArticleVersion, Delivery
 from monitor.channels import ChannelConfig
 from monitor.render import AlertMessage, make_digest
 
@@ -60,14 +60,24 @@ def period_label(period: str, now: datetime) -> str:
 
 
 def digest_entries(session: Session, deliveries: Sequence[Delivery]) -> list[AlertMessage]:
-    """Return the entries of a digest: one per bundled alert, oldest first.
-
-    Hook for near-duplicate reposts (monitor/stories.py): a repost joins the story of an alert
-    and is not alerted itself. To list reposts in digests, look up here, through
-    `alerts.article_version_id` -> `articles.story_id`, the other posts of each entry's story
-    and add them to that entry (`session` is passed for this).
-    """
-    return [AlertMessage.from_payload(delivery.alert.payload) for delivery in deliveries]
+    """Return the entries of a digest: one per bundled alert, oldest first, each listing the
+    later reposts of its story (monitor/stories.py), which are not alerted themselves."""
+    entries = []
+    for delivery in deliveries:
+        message = AlertMessage.from_payload(delivery.alert.payload)
+        version_id = delivery.alert.article_version_id
+        version = session.get(ArticleVersion, version_id) if version_id else None
+        story_id = version.article.story_id if version is not None else None
+        if story_id is not None:
+            others = session.scalars(
+                select(Article)
+                .where(Article.story_id == story_id, Article.id != version.article_id)
+                .order_by(Article.first_seen_at)
+            ).all()
+            reposts = [{"title": a.title, "url": a.url, "source_id": a.source_id} for a in others]
+            message = replace(message, reposts=reposts)
+        entries.append(message)
+    return entries
 
 
 def topic_labels(entries: Sequence[AlertMessage]) -> dict[str, dict[str, str]]:

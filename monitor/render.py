@@ -57,6 +57,8 @@ class AlertMessage:
     excerpt: str = ""
     diff: str | None = None
     entries: list[AlertMessage] = field(default_factory=list)
+    # Other posts of the same story (reposts), each {title, url, source_id}; shown in digests.
+    reposts: list[dict[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -83,6 +85,7 @@ class AlertMessage:
             "excerpt": self.excerpt,
             "diff": self.diff,
             "entries": [entry._fields() for entry in self.entries],
+            "reposts": [dict(repost) for repost in self.reposts],
         }
 
     @classmethod
@@ -105,6 +108,10 @@ class AlertMessage:
             excerpt=str(payload.get("excerpt") or ""),
             diff=payload.get("diff"),
             entries=[cls.from_payload(entry) for entry in payload.get("entries") or []],
+            reposts=[
+                {key: str(value) for key, value in repost.items()}
+                for repost in payload.get("reposts") or []
+            ],
         )
 
 
@@ -232,6 +239,8 @@ def _text_body(msg: AlertMessage) -> list[str]:
         lines.extend("  依据：" + one_line(sentence) for sentence in _evidence(topic))
     if msg.parties:
         lines.append("相关单位：" + "、".join(msg.parties))
+    for repost in msg.reposts:
+        lines.append("转载：" + one_line(repost.get("title", "")) + " " + repost.get("url", ""))
     if msg.excerpt:
         lines += ["", "摘要：", msg.excerpt.strip()]
     if msg.diff:
@@ -285,6 +294,9 @@ def _html_body(msg: AlertMessage) -> list[str]:
         rows.append(("命中主题", detail))
     if msg.parties:
         rows.append(("相关单位", _h("、".join(msg.parties))))
+    if msg.reposts:
+        links = [_html_link(r.get("url", ""), one_line(r.get("title", ""))) for r in msg.reposts]
+        rows.append(("转载", "<br>".join(links)))
     parts = ["<h2>" + _h(_prefix(msg)) + _html_link(msg.url, one_line(msg.title)) + "</h2>"]
     parts.append('<table cellpadding="4">')
     parts += [
@@ -373,6 +385,13 @@ def _markdown_body(msg: AlertMessage, heading: str) -> list[str]:
         )
     if msg.parties:
         lines.append("- **相关单位**：" + md_escape("、".join(msg.parties)))
+    for repost in msg.reposts:
+        lines.append(
+            "- **转载**："
+            + md_escape(one_line(repost.get("title", "")))
+            + " "
+            + md_escape(repost.get("url", ""))
+        )
     if msg.excerpt:
         lines += ["", "> " + md_escape(msg.excerpt)]
     if msg.diff:

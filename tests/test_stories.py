@@ -8,6 +8,10 @@ from sqlalchemy import create_engine, text
 
 from crawler.normalize import to_simplified
 from monitor.stories import SIMILARITY, StoryIndex, from_bytes, signature, to_bytes
+from crawler.db import session_factory
+from monitor.channels import build_notifier, load_channels
+from monitor.digest import queue_digests
+from monitor.dispatcher import dispatch_due
 from replay.server import ReplayServer
 from replay.sinks import WebhookSink
 from tests.e2e import monitor_env, run_monitor
@@ -56,10 +60,16 @@ def test_index_finds_the_closest_post_only() -> None:
 
 
 def test_story_reposted_by_another_site_alerts_once(tmp_path: Path) -> None:
-    with ReplayServer(["chinanews", "kaiping"]) as replay, WebhookSink() as hook:
+    with (
+        ReplayServer(["chinanews", "kaiping"]) as replay,
+        WebhookSink() as hook,
+        WebhookSink() as daily,
+    ):
         channels = tmp_path / "channels.yaml"
         channels.write_text(
-            f"channels:\n  hook:\n    kind: webhook\n    url: {hook.url}\n", encoding="utf-8"
+            f"channels:\n  hook:\n    kind: webhook\n    url: {hook.url}\n"
+            f"  daily:\n    kind: webhook\n    url: {daily.url}\n    mode: digest_daily\n",
+            encoding="utf-8",
         )
         env = monitor_env(tmp_path, replay.url, channels)
         args = ["run", "--once", "--sources", "chinanews,kaiping"]
@@ -71,7 +81,16 @@ def test_story_reposted_by_another_site_alerts_once(tmp_path: Path) -> None:
         assert done.returncode == 0, done.stderr[-2000:]
         assert "is a repost of story" in done.stderr
         alerts = hook.wait_for(1)
+        # The daily digest lists the story once, with the repost attached to it.
+        sessions = session_factory(env["DATABASE_URL"])
+        configs = load_channels(channels)
+        queue_digests(sessions, configs, "daily")
+        dispatch_due(sessions, {name: build_notifier(name, c) for name, c in configs.items()})
+        (digest,) = daily.wait_for(1)
     assert len(alerts) == 1 and alerts[0].json["source_id"] == "chinanews"
+    (entry,) = digest.json["entries"]
+    assert entry["title"] == STORY_TITLE
+    assert [(r["source_id"], r["title"]) for r in entry["reposts"]] == [("kaiping", REPOST_TITLE)]
     engine = create_engine(env["DATABASE_URL"])
     with engine.connect() as conn:
         rows = conn.execute(
