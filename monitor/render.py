@@ -13,11 +13,13 @@ Payload schema, version 1 (what webhooks receive and the outbox stores)::
       "source_id": str, "source_name": str,
       "published_at": str | null,       # ISO 8601 with offset, e.g. "2024-05-01T10:00:00+08:00"
       "topics": [{"name": str, "score": float,
-                  "matched": {group: [term, ...]}, "evidence": str | [str]}],
+                  "matched": {group: [term, ...]}, "evidence": str | [str],
+                  "label": str, "group_labels": {group: str}}],   # labels from the topics file
       "parties": [str],
       "excerpt": str,                   # first ~200 characters of the body
       "diff": str | null,               # unified diff, "changed" alerts only
-      "entries": [payload, ...]         # the alerts of a "digest" (without schema_version)
+      "entries": [payload, ...],        # the alerts of a "digest" (without schema_version)
+      "reposts": [{"title": str, "url": str, "source_id": str}]   # a digest entry's reposts
     }
 """
 
