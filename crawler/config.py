@@ -35,6 +35,11 @@ class AppSettings(BaseSettings):
     topics_file: Path | None = Field(default=None, description="User topics laid over defaults.")
     crawl_timeout: float = Field(default=600.0, description="Wall-clock limit of one crawl, s.")
     crawl_log_level: str = Field(default="INFO", description="Log level of crawl children.")
+    crawl_settings: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra Scrapy settings for the daemon's crawl processes, as JSON, e.g. "
+        '{"CONCURRENT_REQUESTS_PER_DOMAIN": "2", "DOWNLOAD_DELAY": "1"}.',
+    )
     retry_base_seconds: float = Field(default=30.0, description="First retry delay of a delivery.")
     retry_max_seconds: float = Field(default=3600.0, description="Longest retry delay.")
     max_attempts: int = Field(default=10, description="Delivery attempts before dead letter.")

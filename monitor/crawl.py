@@ -40,13 +40,14 @@ def crawl_command(source_ids: list[str], settings: AppSettings, log_file: Path) 
     argv = [
         sys.executable, "-m", "scrapy", "crawl", "sources",
         "-a", "sources=" + ",".join(source_ids),
-        "-s", f"DATABASE_URL={settings.database_url}",
         "-s", f"SEEDS_DIR={settings.seeds_dir}",
         "-s", f"LOG_FILE={log_file}",
         "-s", f"LOG_LEVEL={settings.crawl_log_level}",
     ]
     if settings.replay_url:
         argv += ["-s", f"REPLAY_URL={settings.replay_url}"]
+    for name, value in settings.crawl_settings.items():
+        argv += ["-s", f"{name}={value}"]
     return argv
 
 
@@ -64,7 +65,9 @@ class CrawlRunner:
         log_dir = self.settings.data_dir / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         argv = crawl_command(source_ids, self.settings, log_dir / "crawl.log")
-        env = {**os.environ, "SCRAPY_SETTINGS_MODULE": "crawler.settings"}
+        # The database URL may hold a password: the environment, unlike argv, is not public.
+        env = {**os.environ, "SCRAPY_SETTINGS_MODULE": "crawler.settings",
+               "DATABASE_URL": self.settings.database_url}
         started = datetime.now(UTC)
         timed_out = False
         self.current = subprocess.Popen(
@@ -117,13 +120,16 @@ class CrawlRunner:
         """Return each source's latest run since `started`, closing runs the child left open."""
         outcomes = []
         with self.sessions.begin() as session:
+            # One query for the whole batch: the latest run of each source since `started`.
+            latest: dict[str, CrawlRun] = {}
+            for found in session.scalars(
+                select(CrawlRun)
+                .where(CrawlRun.source_id.in_(source_ids), CrawlRun.started_at >= started)
+                .order_by(CrawlRun.id)
+            ):
+                latest[found.source_id] = found
             for source_id in source_ids:
-                run = session.scalars(
-                    select(CrawlRun)
-                    .where(CrawlRun.source_id == source_id, CrawlRun.started_at >= started)
-                    .order_by(CrawlRun.id.desc())
-                    .limit(1)
-                ).one_or_none()
+                run = latest.get(source_id)
                 if run is None:
                     reason = self._reason(timed_out, code, "before starting")
                     outcomes.append(SourceOutcome(source_id, "failed", 0, 0, 0, reason))

@@ -143,7 +143,10 @@ def assert_one_story_delivered_once(world: World, url: str) -> None:
 def test_sigkill_during_the_crawl_loses_and_repeats_nothing(world: World) -> None:
     url = world.publish(0)
     list_path = world.replay.list_url("kaiping").split(str(world.replay.port), 1)[1]
-    with world.daemon() as daemon:
+    # A download delay holds the crawl between the list page and the new article, so the
+    # kill below lands in the middle of the crawl however loaded the machine is.
+    slow = {"MONITOR_CRAWL_SETTINGS": '{"DOWNLOAD_DELAY": "20"}'}
+    with world.daemon(**slow) as daemon:
         wait_until(
             lambda: (
                 daemon.crawl_child() and any(r.path == list_path for r in world.replay.requests)
