@@ -23,6 +23,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="seed of generated posts")
     parser.add_argument("--sites", default=",".join(known), help="comma-separated site ids")
     parser.add_argument("--verbose", action="store_true", help="print an access log")
+    parser.add_argument("--bulk", type=int, default=0, help="also serve bulk0001..bulkNNNN")
+    parser.add_argument("--bulk-size", type=int, default=1, help="posts per bulk source")
     return parser.parse_args(argv)
 
 
@@ -31,7 +33,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sites = [s.strip() for s in args.sites.split(",") if s.strip()]
     try:
-        server = ReplayServer(sites, args.host, args.port, args.size, args.seed, args.verbose)
+        server = ReplayServer(
+            sites,
+            args.host,
+            args.port,
+            args.size,
+            args.seed,
+            args.verbose,
+            args.bulk,
+            args.bulk_size,
+        )
     except KeyError as exc:
         print(exc.args[0], file=sys.stderr)
         return 2

@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from replay.challenge import CookieChallenge
 from replay.sites import Page
 from replay.store import now_cst, parse_cst
 
@@ -29,6 +30,12 @@ def etag_of(page: Page) -> str:
 def http_date(moment: datetime) -> str:
     """Return `moment` as an HTTP date in GMT."""
     return format_datetime(moment.astimezone(UTC), usegmt=True)
+
+
+def site_challenge(site: object) -> CookieChallenge | None:
+    """Return the cookie challenge in front of `site` (its `challenge` attribute), if any."""
+    challenge = getattr(site, "challenge", None)
+    return challenge if isinstance(challenge, CookieChallenge) else None
 
 
 class AdminError(Exception):
@@ -110,6 +117,9 @@ class ReplayHandler(BaseHTTPRequestHandler):
         if site is None:
             self._send_bytes(404, b"404 Not Found", "text/plain", {}, send_body)
             return 404
+        challenge = site_challenge(site)
+        if challenge is not None and not challenge.passes(self.headers.get("Cookie")):
+            return self._send_page(challenge.page(), send_body)
         prefix = f"/{site_id}"
         page = site.route("/" + rest, query, prefix) or site.not_found(prefix)
         return self._send_page(page, send_body)
@@ -230,6 +240,9 @@ class ReplayHandler(BaseHTTPRequestHandler):
                 attachments=data.get("attachments"),
             )
             return {"url": url}
+        if action == "rotate_challenge":
+            self.replay.rotate_challenge(site_id)
+            return {"rotated": site_id}
         target = data.get("url", data.get("post_id"))
         if target is None:
             raise AdminError(400, f"{action} needs 'url'")

@@ -13,8 +13,9 @@ from http.server import ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Self
 
-from replay.handler import ReplayHandler
+from replay.handler import ReplayHandler, site_challenge
 from replay.sites import Site, site_class, site_ids
+from replay.sites.bulk import BulkSites
 from replay.store import Post
 
 
@@ -38,6 +39,10 @@ class _HTTPServer(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default listen backlog is 5: a crawler opening a few dozen connections at
+    # once (hundreds of sources on one port) would see dropped handshakes and 200 ms-1 s
+    # retransmits that no real server imposes.
+    request_queue_size = 256
 
     def __init__(self, address: tuple[str, int], replay: ReplayServer):
         self.replay = replay
@@ -55,13 +60,19 @@ class ReplayServer:
         size: int | None = None,
         seed: int = 0,
         verbose: bool = False,
+        bulk: int = 0,
+        bulk_size: int = 1,
     ):
+        """Serve `sites` (default: all; `[]` with `bulk` for bulk sources only), each with
+        `size` posts, plus `bulk` synthetic sources `bulk0001`... of `bulk_size` posts each."""
         self.host = host
         self.port = port
         self.verbose = verbose
-        self.sites: dict[str, Site] = {
-            site_id: site_class(site_id)(size=size, seed=seed) for site_id in (sites or site_ids())
+        named = {
+            site_id: site_class(site_id)(size=size, seed=seed)
+            for site_id in (site_ids() if sites is None or (not sites and not bulk) else sites)
         }
+        self.sites = BulkSites(named, bulk, bulk_size, seed)
         self._log: list[RequestRecord] = []
         self._log_lock = threading.Lock()
         self._http: _HTTPServer | None = None
@@ -75,6 +86,7 @@ class ReplayServer:
             return
         self._http = _HTTPServer((self.host, self.port), self)
         self.port = self._http.server_address[1]
+        self.sites.url = self.url
         for site_id, site in self.sites.items():
             site.public_base = f"{self.url}/{site_id}"
         self._thread = threading.Thread(
@@ -197,6 +209,13 @@ class ReplayServer:
     def delete(self, site_id: str, url_or_post_id: str | int) -> None:
         """Delete a post (its page then answers 404); raise KeyError if there is none."""
         self.site(site_id).delete(url_or_post_id)
+
+    def rotate_challenge(self, site_id: str) -> None:
+        """Expire every cookie the site's challenge issued; KeyError if the site has none."""
+        challenge = site_challenge(self.site(site_id))
+        if challenge is None:
+            raise KeyError(f"site {site_id!r} has no cookie challenge")
+        challenge.rotate()
 
     # ----- request log -----------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ import pytest
 
 from crawler.seeds import load_seed
 from replay import ReplayServer
+from replay.handler import site_challenge
 from replay.resources import seed_text
 from replay.sites import site_ids
 from replay.store import now_cst
@@ -296,10 +297,26 @@ _MARKER = re.compile(r"^\s+(\d+\.|•)\s+")
 
 
 def site_text(server: ReplayServer, site_id: str, url: str) -> str:
-    """Return a page of `site_id` decoded as the site encodes it, entities decoded."""
-    status, _, body = fetch(url)
+    """Return a page as a reader sees it: decoded, unescaped, past a challenge, rows loaded."""
+    challenge = site_challenge(server.site(site_id))
+    headers = {"Cookie": challenge.solved_cookie()} if challenge is not None else {}
+    status, _, body = fetch(url, headers)
     assert status == 200, url
-    return html.unescape(body.decode(ENCODINGS.get(site_id, "utf-8")))
+    page = html.unescape(body.decode(ENCODINGS.get(site_id, "utf-8")))
+    return page + scripted_rows(server, site_id, page)
+
+
+def scripted_rows(server: ReplayServer, site_id: str, page: str) -> str:
+    """Return links to the posts a list shell's script would load ("" for other pages)."""
+    shell = re.search(r'data-api="([^"]+)".*?data-page="(\d+)" data-per-page="(\d+)"', page)
+    if shell is None:
+        return ""
+    api, number, per_page = shell.group(1), int(shell.group(2)), int(shell.group(3))
+    token = server.site(site_id).list_token()  # type: ignore[attr-defined]
+    status, _, body = fetch(f"{server.url}{api}&page=1&token={token}")
+    assert status == 200
+    items = json.loads(body)["articles"][(number - 1) * per_page : number * per_page]
+    return "".join(f'<a href="{item["post_url"]}"></a>' for item in items)
 
 
 def links(page: str, base: str, pattern: str) -> list[str]:
@@ -341,6 +358,8 @@ def test_each_site_publishes_over_http(site_id: str) -> None:
 
 def test_zhongshan_gkmlpt_api_and_meta_description(replay: ReplayServer) -> None:
     api = replay.base_url("zhongshan") + "/gkmlpt/api/all/2915?page=1&sid=760001"
+    assert fetch(api)[0] == 403  # the list shells' script adds a token
+    api += "&token=" + replay.site("zhongshan").list_token()  # type: ignore[attr-defined]
     data = json.loads(fetch(api)[2])
     assert data["classify"]["post_count"] == len(data["articles"]) == data["total"]
     assert json.loads(fetch(api.replace("page=1", "page=0"))[2]) == data

@@ -6,12 +6,16 @@ datastore (CDATA records, not HTML links), further pages `index.html?uid=5218&pa
 articles `/art/YYYY/M/D/art_1459_<id>.html` with the body between `<meta name="ContentStart">`
 and `<meta name="ContentEnd">` inside `div#zoom`. Text is traditional with pinyin, as in the
 seed, whose only date in the text is a yearless month and day.
+
+Every page sits behind a WAF cookie challenge (`replay/challenge.py`): without a valid
+`__waf_clearance` cookie a request gets a 202 page whose script sets it and reloads.
 """
 
 from __future__ import annotations
 
 import re
 
+from replay.challenge import CookieChallenge
 from replay.files import attachment_bytes
 from replay.hant import to_annotated_traditional
 from replay.resources import seed_text
@@ -41,6 +45,8 @@ class LiangjiangSite(Site):
         self.footer_name, self.footer_copyright = lines[-2], lines[-1]
         self.seed_lines = lines[:-2]
         self.default_source = self.convert(info["source"])
+        # The handler asks it before serving any page of the site (see replay/challenge.py).
+        self.challenge = CookieChallenge()
         super().__init__(size, seed)
 
     def convert(self, text: str) -> str:

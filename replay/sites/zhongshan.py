@@ -5,13 +5,22 @@ Guangdong platform layout, simplified Chinese, UTF-8. Besides the HTML column th
 information-disclosure directory is served: `/gkmlpt/index` (tree in `window._CONFIG`),
 `/gkmlpt/api/all/<column>?page=N&sid=760001` (JSON, 100 posts a page, page 0 = page 1) and
 `/gkmlpt/content/<a>/<b>/post_<id>.html` (the same post in the directory's detail page).
+
+The column list pages are empty shells: their script computes a token from the page's nonce
+and the current time window and fills the list from the gkmlpt API, which answers 403 without
+a valid token. Only a client that runs the script sees the posts. The nonce follows the
+column's version, so a shell (and its ETag) changes exactly when the posts do.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import math
 import re
+import secrets
+import time
 
 from replay.resources import seed_text
 from replay.sites import gdplatform as gd
@@ -27,6 +36,17 @@ _GKML_CONTENT = re.compile(r"/gkmlpt/content/(\d+)/(\d+)/post_(\d+)\.html")
 _API = re.compile(r"/gkmlpt/api/all/(\d+)")
 _ORDERED = re.compile(r"^\s+\d+\.\s+")
 _BULLET = re.compile(r"^\s+•\s+")
+TOKEN_WINDOW = 300  # seconds; a token is valid in its time window and the one after
+TOKEN_VERSIONS = 5  # shells of this many earlier column versions still get answers
+
+
+def fnv1a(text: str) -> str:
+    """Return the 32-bit FNV-1a hash of `text` (UTF-16 code units, as in JS) as 8 hex digits."""
+    data = text.encode("utf-16-le")
+    value = 0x811C9DC5
+    for index in range(0, len(data), 2):
+        value = ((value ^ (data[index] | data[index + 1] << 8)) * 16777619) & 0xFFFFFFFF
+    return f"{value:08x}"
 
 
 def body_html(paragraphs: list[str], heading_ends: str) -> str:
@@ -71,6 +91,7 @@ class ZhongshanSite(Site):
         self.labels: dict[str, str] = settings["strings"]
         self.markers: dict[str, str] = settings["seed_page"]
         self.default_source = self.labels["default_source"]
+        self._token_key = secrets.token_bytes(16)
         super().__init__(size, seed)
 
     def seed_post(self) -> Post:
@@ -143,10 +164,38 @@ class ZhongshanSite(Site):
             return self.html_page(self.render_gkml_article(post, prefix), post.last_modified)
         return super().route(path, query, prefix)
 
+    # ----- list token -------------------------------------------------------------------------
+
+    def list_nonce(self, version: int | None = None) -> str:
+        """Return the nonce the list shells of a column version (default: current) carry."""
+        number = self.column.version if version is None else version
+        return hmac.new(self._token_key, str(number).encode(), hashlib.sha256).hexdigest()[:16]
+
+    def list_token(self, version: int | None = None, moment: float | None = None) -> str:
+        """Return the token a shell's script computes now (or at epoch `moment`)."""
+        window = int((time.time() if moment is None else moment) // TOKEN_WINDOW)
+        return fnv1a(f"{self.list_nonce(version)}:{window}")
+
+    def token_valid(self, token: str) -> bool:
+        """Return True for a token of a recent column version in this or the last time window."""
+        now, current = time.time(), self.column.version
+        return any(
+            hmac.compare_digest(token, self.list_token(version, moment))
+            for version in range(max(0, current - TOKEN_VERSIONS), current + 1)
+            for moment in (now, now - TOKEN_WINDOW)
+        )
+
+    def forbidden(self) -> Page:
+        """Return the API's 403 answer to a request without a valid token."""
+        body = json.dumps({"code": 403, "message": "invalid token"}).encode()
+        return Page(body, "application/json; charset=utf-8", self.column.changed_at, status=403)
+
     def api_page(self, column_id: int, query: dict[str, list[str]]) -> Page | None:
         """Return one page of the gkmlpt JSON list (`page` 0 and 1 are both the first)."""
         if column_id not in (0, COLUMN_ID):
             return None
+        if not self.token_valid(query.get("token", [""])[0]):
+            return self.forbidden()
         try:
             page = max(1, int(query.get("page", ["1"])[0] or 1))
         except ValueError:
@@ -206,18 +255,21 @@ class ZhongshanSite(Site):
         }
 
     def render_list(self, page: int, prefix: str) -> str:
-        """Return list page `page`: rows of link and `[2024-12-18]` date, then pagination."""
-        rows = []
-        for post in self.column.page(page, self.per_page):
-            href = prefix + self.article_path(post)
-            rows.append(
-                f'      <li><span class="date">[{post.published_at:%Y-%m-%d}]</span>'
-                f'<a href="{href}" title="{esc(post.title)}" target="_blank">'
-                f"{esc(gd.short_title(post.title, 34))}</a></li>"
-            )
+        """Return the shell of list page `page`: pagination, no rows, the script that loads them."""
+        version = self.column.version
         pages = self.column.page_count(self.per_page)
         values = self.chrome(prefix)
-        values.update(rows="\n".join(rows), pagination=gd.pagination(page, pages, self.labels))
+        values.update(
+            api=f"{prefix}/gkmlpt/api/all/{COLUMN_ID}?sid={SID}",
+            nonce=self.list_nonce(version),
+            version=str(version),
+            page=str(page),
+            per_page=str(self.per_page),
+            api_per_page=str(API_PER_PAGE),
+            window=str(TOKEN_WINDOW),
+            script=self.template("list.js").replace("</", "<\\/"),
+            pagination=gd.pagination(page, pages, self.labels),
+        )
         return fill(self.template("list.html"), values)
 
     def article_values(self, post: Post, prefix: str) -> dict[str, str]:
