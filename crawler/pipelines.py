@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from crawler import migrate
@@ -16,6 +18,28 @@ from crawler.models import CrawlRun, Source
 from crawler.store import mark_withdrawn, store_article
 
 logger = logging.getLogger(__name__)
+
+
+def run_verdict(stat: Callable[[str], Any], list_url: str) -> tuple[bool, str | None]:
+    """Return whether a source's crawl succeeded and the reason recorded with it (None if clean)."""
+    if not stat("list_pages"):
+        return False, stat("first_error") or "no list page could be fetched"
+    if not stat("list_entries") and not stat("list_not_modified"):
+        # A column that suddenly lists nothing: a changed layout or a defaced page, not "no news".
+        refused = stat("links_refused")
+        note = f"; {refused} links refused by the link policy" if refused else ""
+        return False, f"list page shows no posts{note} at {list_url}"
+    return True, stat("first_error") or None
+
+
+def stats_by_source(stats: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Return the `source/<id>/<name>` crawl stats grouped by source id: {id: {name: value}}."""
+    grouped: dict[str, dict[str, Any]] = {}
+    for key, value in stats.items():
+        parts = key.split("/", 2)
+        if len(parts) == 3 and parts[0] == "source":
+            grouped.setdefault(parts[1], {})[parts[2]] = value
+    return grouped
 
 
 class StorePipeline:
@@ -43,20 +67,26 @@ class StorePipeline:
         migrate.upgrade(self.database_url)
         self.sessions = session_factory(self.database_url)
         now = datetime.now(UTC)
+        seeds = self.crawler.spider.seeds
+        # A few statements for the whole crawl, however many sources it has.
         with self.sessions.begin() as session:
-            for seed in self.crawler.spider.seeds.values():
-                source = session.get(Source, seed.id)
+            known = {
+                source.id: source
+                for source in session.scalars(select(Source).where(Source.id.in_(list(seeds))))
+            }
+            for seed in seeds.values():
+                source = known.get(seed.id)
                 if source is None:
                     source = Source(id=seed.id, created_at=now, consecutive_failures=0)
                     session.add(source)
                 source.name = seed.name
                 source.base_url = seed.base_url
-                session.flush()  # runs reference the source: insert it first
                 self.baseline[seed.id] = source.last_success_at is None
-                run = CrawlRun(source_id=seed.id, started_at=now, status="running")
-                session.add(run)
-                session.flush()
-                self.run_ids[seed.id] = run.id
+            session.flush()  # runs reference the sources: insert them first
+            runs = {sid: CrawlRun(source_id=sid, started_at=now, status="running") for sid in seeds}
+            session.add_all(runs.values())
+            session.flush()
+            self.run_ids = {sid: run.id for sid, run in runs.items()}
 
     def process_item(self, item: ArticleItem | WithdrawnItem) -> ArticleItem | WithdrawnItem:
         """Store one article (or withdrawal) and count what happened to it."""
@@ -80,28 +110,38 @@ class StorePipeline:
             return
         stats = self.crawler.stats
         now = datetime.now(UTC)
+        per_source = stats_by_source(stats.get_stats())
         with self.sessions.begin() as session:
+            run_rows = {
+                run.id: run
+                for run in session.scalars(
+                    select(CrawlRun).where(CrawlRun.id.in_(list(self.run_ids.values())))
+                )
+            }
+            sources = {
+                source.id: source
+                for source in session.scalars(
+                    select(Source).where(Source.id.in_(list(self.run_ids)))
+                )
+            }
             for source_id, run_id in self.run_ids.items():
-                run = session.get(CrawlRun, run_id)
-                source = session.get(Source, source_id)
+                run = run_rows.get(run_id)
+                source = sources.get(source_id)
                 assert run is not None and source is not None
+                own = per_source.get(source_id, {})
 
-                def stat(name: str, sid: str = source_id) -> Any:
-                    return stats.get_value(f"source/{sid}/{name}", 0)
+                def stat(name: str, own: dict[str, Any] = own) -> Any:
+                    return own.get(name, 0)
 
                 run.finished_at = now
                 run.items_found = stat("articles")
                 run.new_articles = self.outcomes[(source_id, "new")]
                 run.changed_articles = self.outcomes[(source_id, "changed")]
                 run.http_errors = stat("errors")
-                run.stats = {
-                    key.split("/", 2)[2]: value
-                    for key, value in stats.get_stats().items()
-                    if key.startswith(f"source/{source_id}/")
-                }
-                ok = stat("list_pages") > 0
+                run.stats = dict(own)
+                seed = self.crawler.spider.seeds[source_id]
+                ok, run.error = run_verdict(stat, seed.list_urls[0])
                 run.status = "ok" if ok else "failed"
-                run.error = None if ok else (stat("first_error") or "no list page could be fetched")
                 source.last_crawl_at = now
                 if ok:
                     source.last_success_at = now

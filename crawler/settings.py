@@ -47,3 +47,29 @@ from crawler.browser_settings import merge_browser_settings
 merge_browser_settings(globals())
 # --- end of browser pages ---
 
+# --- Hostile sites (issue 8): size and time limits, link policy, robots.txt per source ---
+# See crawler/middlewares.py and crawler/linkpolicy.py. DOWNLOAD_MAXSIZE (above) also bounds the
+# decompressed size in Scrapy's HttpCompressionMiddleware, which stops gzip/deflate/br bombs;
+# DOWNLOAD_TIMEOUT (above) bounds a whole download, so a server dripping a byte a second ends too.
+DOWNLOAD_FAIL_ON_DATALOSS = True  # a page cut short is an error, never half an article
+# Scrapy 2.19's remote control runs Python code sent over HTTP (its token in a job file): off,
+# like the telnet console above.
+REMOTE_CONTROL_ENABLED = False
+# Hosts on private or loopback addresses that sources may fetch ("host" or "host:port"). None by
+# default; a replay run (REPLAY_URL) allows the replay's own host:port, tests set what they need.
+ALLOW_PRIVATE_HOSTS: list[str] = []
+LIST_MAX_POSTS = 1000  # posts followed from one list page
+PAGE_MAX_TAGS = 200_000  # a page with more tags is refused: extracting it would stall the crawl
+DOWNLOADER_MIDDLEWARES = {
+    **globals().get("DOWNLOADER_MIDDLEWARES", {}),
+    "crawler.middlewares.LinkPolicyMiddleware": 40,
+    "scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddleware": None,
+    "crawler.middlewares.SourceRobotsTxtMiddleware": 100,
+    "scrapy.downloadermiddlewares.redirect.MetaRefreshMiddleware": None,
+    "crawler.middlewares.LoopMetaRefreshMiddleware": 580,
+    "scrapy.downloadermiddlewares.redirect.RedirectMiddleware": None,
+    "crawler.middlewares.LoopRedirectMiddleware": 600,
+    # Sees bodies after HttpCompressionMiddleware (590) has decompressed them.
+    "crawler.middlewares.ResponseGuardMiddleware": 585,
+}
+# --- end of hostile sites ---

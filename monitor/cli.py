@@ -127,9 +127,36 @@ def cmd_sources(args: argparse.Namespace, settings: AppSettings) -> int:
             print(f"{seed.id}\t{when}\t{seed.name}{state}\t{seed.list_urls[0]}")
     for error in errors:
         print(error, file=sys.stderr)
-    if args.check:
-        print(f"{len(seeds)} valid, {len(errors)} error(s) in {settings.seeds_dir}")
-    return 1 if errors and args.check else 0
+    if not args.check:
+        return 0
+    file_errors = config_file_errors(settings)
+    for problem in file_errors:
+        print(problem, file=sys.stderr)
+    print(f"{len(seeds)} valid, {len(errors)} error(s) in {settings.seeds_dir}")
+    if file_errors:
+        print(f"{len(file_errors)} error(s) in the topics or channels file")
+    return 1 if errors or file_errors else 0
+
+
+def config_file_errors(settings: AppSettings) -> list[str]:
+    """Return the problems of the topics and channels files, one line each (none: [])."""
+    from monitor.channels import ChannelsError, load_channels
+    from monitor.topics import load_topics
+    from monitor.topics_config import TopicsFileError
+
+    problems: list[str] = []
+    try:
+        load_topics(settings.topics_file)
+    except TopicsFileError as exc:
+        problems += str(exc).splitlines()
+    try:
+        load_channels(settings.resolved_channels_file())
+    except ChannelsError as exc:
+        lines = str(exc).splitlines()
+        if len(lines) > 1 and lines[0].endswith(":"):  # an "invalid channels file:" heading
+            lines = lines[1:]
+        problems += [line.strip() for line in lines]
+    return problems
 
 
 def build_parser() -> argparse.ArgumentParser:

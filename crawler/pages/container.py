@@ -247,7 +247,8 @@ def find_by_readability(root: HtmlElement) -> Body | None:
     try:
         summary = _DOCUMENT_CLASS[0](shadow).summary(html_partial=True)
         fragment = lxml.html.fragment_fromstring(summary, create_parent="div")
-    except (Unparseable, etree.ParserError, ValueError, TypeError) as exc:
+    # lxml asserts when readability's summary has no body (a page cut short after <head>).
+    except (Unparseable, etree.ParserError, ValueError, TypeError, AssertionError) as exc:
         log.debug("readability failed: %s", exc)
         return None
     chosen: set[int] = set()

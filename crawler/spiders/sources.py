@@ -21,7 +21,9 @@ from twisted.python.failure import Failure
 from crawler.config import get_settings
 from crawler.db import session_factory
 from crawler.items import ArticleItem, WithdrawnItem
+from crawler.linkpolicy import allowed_links
 from crawler.memory import CrawlMemory, title_changed
+from crawler.middlewares import describe_failure
 from crawler.pages.article import EXTRACTORS
 from crawler.pages.listing import parse_list
 from crawler.seeds import Seed, effective_seed, load_seeds
@@ -47,16 +49,6 @@ def _headers(response: Response) -> dict[str, str]:
         for key, values in response.headers.items()
         if values
     }
-
-
-def _reason(failure: Failure) -> str:
-    """Return a one-line human reason for a failed request."""
-    exc = failure.value
-    response = getattr(exc, "response", None)
-    if response is not None:
-        return f"HTTP {response.status}"
-    text = str(exc).strip() or type(exc).__name__
-    return f"{type(exc).__name__}: {text}"[:300]
 
 
 class SourcesSpider(scrapy.Spider):
@@ -190,6 +182,7 @@ class SourcesSpider(scrapy.Spider):
             list_pattern=seed.list_pattern,
             encoding=seed.encoding,
         )
+        page = allowed_links(page, seed, self.crawler)  # off-site, non-http, private hosts
         stats.inc_value(f"source/{source_id}/list_entries", len(page.entries))
         if not page.entries:
             logger.warning("source %s: list page %s shows no posts", source_id, response.url)
@@ -282,7 +275,7 @@ class SourcesSpider(scrapy.Spider):
         request = failure.request  # type: ignore[attr-defined]
         source_id = request.meta.get("source_id", "?")
         kind = request.meta.get("page_kind", "page")
-        reason = _reason(failure)
+        reason = describe_failure(failure)
         stats = self.crawler.stats
         stats.inc_value(f"source/{source_id}/errors")
         stats.inc_value(f"source/{source_id}/{kind}_errors")
