@@ -117,24 +117,31 @@ class SourcesSpider(scrapy.Spider):
             for url, list_url in self.memory.due_revisits(seed.id, now):
                 yield self._article_request(seed, url, list_url, None, revisit=True)
 
-    def _list_request(self, seed: Seed, url: str, depth: int) -> scrapy.Request:
+    def _list_request(
+        self, seed: Seed, url: str, depth: int, conditional: bool = True
+    ) -> scrapy.Request:
         headers = {}
-        if self.memory is not None:
+        if self.memory is not None and conditional:
             etag, last_modified = self.memory.validators(url)
             if etag:
                 headers["If-None-Match"] = etag
             if last_modified:
                 headers["If-Modified-Since"] = last_modified
+        browser = seed.needs_browser("list")
+        # A browser sends no validators: ask plainly first, open the browser only on a change.
+        probe = browser and bool(headers)
         return scrapy.Request(
             url,
             headers=headers,
             callback=self.parse_list,
             errback=self.on_error,
             cb_kwargs={"source_id": seed.id, "depth": depth},
+            dont_filter=not conditional,
             meta={
                 "source_id": seed.id,
                 "page_kind": "list",
-                "browser": seed.needs_browser("list"),
+                "browser": browser and not probe,
+                "browser_if_changed": probe,
                 "handle_httpstatus_list": [304],
             },
         )
@@ -174,6 +181,10 @@ class SourcesSpider(scrapy.Spider):
             response.headers.get("ETag", b"").decode("latin-1") or None,
             response.headers.get("Last-Modified", b"").decode("latin-1") or None,
         )
+        if response.meta.get("browser_if_changed"):
+            # The plain probe saw a change: render the list in the browser this time.
+            yield self._list_request(seed, response.url, depth, conditional=False)
+            return
         page = parse_list(
             response.url,
             response.body,
