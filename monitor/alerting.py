@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -131,24 +132,39 @@ def classify_version(
     source = session.get(Source, article.source_id)
     assert source is not None
     message = build_message(version, article, source, matches, parties, key, topics)
+    # Digest channels get their alerts bundled by monitor.digest, not one by one.
+    states = {
+        channel: "pending" if channels[channel].mode == "instant" else "digest"
+        for channel in subscribed_channels(channels, [m.name for m in matches])
+    }
+    queue_alert(session, message, states, now, version_id=version.id)
+    return True
+
+
+def queue_alert(
+    session: Session,
+    message: AlertMessage,
+    deliveries: Mapping[str, str],
+    now: datetime,
+    version_id: int | None = None,
+) -> Alert:
+    """Write `message` to the outbox with one delivery per channel (channel -> first state)."""
     alert = Alert(
-        article_version_id=version.id,
-        idempotency_key=key,
+        article_version_id=version_id,
+        idempotency_key=message.idempotency_key,
         kind=message.kind,
         payload=message.to_payload(),
         created_at=now,
     )
     session.add(alert)
     session.flush()
-    for channel in subscribed_channels(channels, [m.name for m in matches]):
-        # Digest channels get their alerts bundled by monitor.digest, not one by one.
-        state = "pending" if channels[channel].mode == "instant" else "digest"
+    for channel, state in deliveries.items():
         session.add(
             Delivery(
                 alert_id=alert.id, channel=channel, state=state, attempts=0, next_attempt_at=now
             )
         )
-    return True
+    return alert
 
 
 def story_alerted(session: Session, story_id: int | None) -> bool:

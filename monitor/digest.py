@@ -23,7 +23,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from crawler.models import Alert, Article, ArticleVersion, Delivery
+from crawler.models import Article, ArticleVersion, Delivery
+from monitor.alerting import queue_alert
 from monitor.channels import ChannelConfig
 from monitor.render import AlertMessage, make_digest
 
@@ -113,20 +114,7 @@ def queue_digest(session: Session, channel: str, label: str, now: datetime) -> Q
         idempotency_key=digest_key(channel, bundled),
         topics=[{**topic, **labels.get(topic["name"], {})} for topic in bundled.topics],
     )
-    alert = Alert(
-        article_version_id=None,
-        idempotency_key=message.idempotency_key,
-        kind="digest",
-        payload=message.to_payload(),
-        created_at=now,
-    )
-    session.add(alert)
-    session.flush()
-    session.add(
-        Delivery(
-            alert_id=alert.id, channel=channel, state="pending", attempts=0, next_attempt_at=now
-        )
-    )
+    queue_alert(session, message, {channel: "pending"}, now)
     for delivery in waiting:
         delivery.state = "sent"
         delivery.sent_at = now

@@ -38,8 +38,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from crawler.config import AppSettings
-from crawler.models import Alert, Article, CrawlRun, Delivery, Source, SourceHealth
-from monitor.alerting import HEALTH_TOPIC, subscribed_channels
+from crawler.models import Article, CrawlRun, Source, SourceHealth
+from monitor.alerting import HEALTH_TOPIC, queue_alert, subscribed_channels
 from monitor.channels import ChannelConfig
 from monitor.render import AlertMessage
 
@@ -254,23 +254,9 @@ def _queue_alert(
     session: Session, channels: Mapping[str, ChannelConfig], message: AlertMessage, now: datetime
 ) -> int:
     """Write a health alert and its deliveries to the outbox; return how many channels get it."""
-    alert = Alert(
-        article_version_id=None,
-        idempotency_key=message.idempotency_key,
-        kind="health",
-        payload=message.to_payload(),
-        created_at=now,
-    )
-    session.add(alert)
-    session.flush()
     # Health alerts are few and urgent: sent at once even on digest channels.
     names = subscribed_channels(dict(channels), [HEALTH_TOPIC])
-    for channel in names:
-        session.add(
-            Delivery(
-                alert_id=alert.id, channel=channel, state="pending", attempts=0, next_attempt_at=now
-            )
-        )
+    queue_alert(session, message, dict.fromkeys(names, "pending"), now)
     return len(names)
 
 
