@@ -14,9 +14,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from crawler.models import Article, HttpValidator
@@ -29,6 +30,7 @@ REVISIT_AFTER: tuple[timedelta, ...] = (
     timedelta(days=7),
 )
 MAX_REVISITS_PER_SOURCE = 50
+CST = ZoneInfo("Asia/Shanghai")
 
 
 def next_check(fetched_at: datetime, checks: int) -> datetime | None:
@@ -39,16 +41,28 @@ def next_check(fetched_at: datetime, checks: int) -> datetime | None:
 
 
 class CrawlMemory:
-    """Read access to validators, known articles and due revisits of one database."""
+    """Read access to validators, known articles and due revisits of one database.
+
+    A crawl asks for the validators and due revisits of every source as it starts; both are
+    read for all sources in one query each on first use (hundreds of sources would otherwise
+    cost hundreds of round trips) and kept for the crawl, which writes neither until it ends.
+    """
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self.sessions = sessions
+        self._validators: dict[str, tuple[str | None, str | None]] | None = None
+        self._due: dict[str, list[tuple[str, str | None]]] = {}
+        self._due_at: datetime | None = None
 
     def validators(self, url: str) -> tuple[str | None, str | None]:
         """Return the (ETag, Last-Modified) stored for a list page URL."""
-        with self.sessions() as session:
-            row = session.get(HttpValidator, url)
-            return (row.etag, row.last_modified) if row else (None, None)
+        if self._validators is None:
+            with self.sessions() as session:
+                rows = session.execute(
+                    select(HttpValidator.url, HttpValidator.etag, HttpValidator.last_modified)
+                )
+                self._validators = {row_url: (etag, modified) for row_url, etag, modified in rows}
+        return self._validators.get(url, (None, None))
 
     def known(self, canonical_urls: Iterable[str]) -> dict[str, str]:
         """Return the stored title of each of `canonical_urls` that is a stored article."""
@@ -65,40 +79,59 @@ class CrawlMemory:
 
     def due_revisits(self, source_id: str, now: datetime) -> list[tuple[str, str | None]]:
         """Return (url, list_url) of the source's articles whose revisit is due, oldest first."""
+        if self._due_at != now:
+            self._due, self._due_at = self._all_due_revisits(now), now
+        return self._due.get(source_id, [])
+
+    def _all_due_revisits(self, now: datetime) -> dict[str, list[tuple[str, str | None]]]:
+        """Return every source's due revisits, oldest first, at most MAX_REVISITS_PER_SOURCE each."""
+        # One range scan of the next_check_at index, whatever the number of sources.
+        rank = (
+            func.row_number()
+            .over(partition_by=Article.source_id, order_by=(Article.next_check_at, Article.id))
+            .label("rank")
+        )
+        due = (
+            select(Article.source_id, Article.url, Article.list_url, rank)
+            .where(Article.next_check_at <= now, Article.withdrawn_at.is_(None))
+            .subquery()
+        )
+        found: dict[str, list[tuple[str, str | None]]] = {}
         with self.sessions() as session:
             rows = session.execute(
-                select(Article.url, Article.list_url)
-                .where(
-                    Article.source_id == source_id,
-                    Article.next_check_at <= now,
-                    Article.withdrawn_at.is_(None),
-                )
-                .order_by(Article.next_check_at)
-                .limit(MAX_REVISITS_PER_SOURCE)
-            ).all()
-        return [(url, list_url) for url, list_url in rows]
+                select(due.c.source_id, due.c.url, due.c.list_url)
+                .where(due.c.rank <= MAX_REVISITS_PER_SOURCE)
+                .order_by(due.c.source_id, due.c.rank)
+            )
+            for source_id, url, list_url in rows:
+                found.setdefault(source_id, []).append((url, list_url))
+        return found
 
     def missing_from_list(
         self, source_id: str, list_url: str, shown: set[str], newest: date, oldest: date
     ) -> list[str]:
         """Return URLs last listed on `list_url`, dated strictly between `oldest` and `newest`
         (CST days), that the page no longer shows: posts gone while their neighbours remain."""
-        from zoneinfo import ZoneInfo
-
-        cst = ZoneInfo("Asia/Shanghai")
+        # The day window goes into the query, so an old column's history is never read back.
+        after = datetime.combine(oldest + timedelta(days=1), time(), CST)
+        before = datetime.combine(newest, time(), CST)
+        if after >= before:
+            return []
         with self.sessions() as session:
             rows = session.execute(
                 select(Article.url, Article.canonical_url, Article.published_at).where(
                     Article.source_id == source_id,
                     Article.list_url == list_url,
                     Article.withdrawn_at.is_(None),
+                    Article.published_at >= after,
+                    Article.published_at < before,
                 )
             ).all()
         gone = []
         for url, canonical, published_at in rows:
             if canonical in shown or published_at is None:
                 continue
-            if oldest < published_at.astimezone(cst).date() < newest:
+            if oldest < published_at.astimezone(CST).date() < newest:
                 gone.append(url)
         return gone
 
@@ -113,6 +146,8 @@ class CrawlMemory:
                     row = HttpValidator(url=url, source_id=source_id, updated_at=now)
                     session.add(row)
                 row.etag, row.last_modified, row.updated_at = etag, last_modified, now
+        if self._validators is not None:
+            self._validators.update(validators)
 
 
 def title_changed(list_title: str, stored_title: str) -> bool:

@@ -10,11 +10,11 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
-    LargeBinary,
     DateTime,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,

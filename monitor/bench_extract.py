@@ -149,7 +149,7 @@ def run(repeat: int = 3) -> dict[str, dict[str, Any]]:
                 started = time.perf_counter()
                 try:
                     body, day = extract(case["url"], html, text)
-                except Exception as exc:  # a competitor crashing on a page scores nothing
+                except Exception as exc:  # noqa: BLE001 - a competitor crashing on a page scores nothing
                     body, day = "", None
                     score.failures.append(f"{case['file']}: {type(exc).__name__}")
                     break

@@ -11,7 +11,6 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 
 from crawler.config import AppSettings, get_settings
 from crawler.seeds import Seed, load_seeds, parse_duration
@@ -77,8 +76,14 @@ def cmd_run(args: argparse.Namespace, settings: AppSettings) -> int:
     if not runtime.seeds:
         logger.error("no valid source in %s: nothing to monitor", settings.seeds_dir)
         return 2
-    daemon = Daemon(settings, runtime.seeds, runtime.topics, runtime.channels,
-                    runtime.notifiers, every=args.every)
+    daemon = Daemon(
+        settings,
+        runtime.seeds,
+        runtime.topics,
+        runtime.channels,
+        runtime.notifiers,
+        every=args.every,
+    )
     if args.once:
         from crawler.migrate import upgrade
 

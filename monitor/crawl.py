@@ -38,11 +38,19 @@ class SourceOutcome:
 def crawl_command(source_ids: list[str], settings: AppSettings, log_file: Path) -> list[str]:
     """Return the argv of the `scrapy crawl` child for `source_ids`."""
     argv = [
-        sys.executable, "-m", "scrapy", "crawl", "sources",
-        "-a", "sources=" + ",".join(source_ids),
-        "-s", f"SEEDS_DIR={settings.seeds_dir}",
-        "-s", f"LOG_FILE={log_file}",
-        "-s", f"LOG_LEVEL={settings.crawl_log_level}",
+        sys.executable,
+        "-m",
+        "scrapy",
+        "crawl",
+        "sources",
+        "-a",
+        "sources=" + ",".join(source_ids),
+        "-s",
+        f"SEEDS_DIR={settings.seeds_dir}",
+        "-s",
+        f"LOG_FILE={log_file}",
+        "-s",
+        f"LOG_LEVEL={settings.crawl_log_level}",
     ]
     if settings.replay_url:
         argv += ["-s", f"REPLAY_URL={settings.replay_url}"]
@@ -66,13 +74,21 @@ class CrawlRunner:
         log_dir.mkdir(parents=True, exist_ok=True)
         argv = crawl_command(source_ids, self.settings, log_dir / "crawl.log")
         # The database URL may hold a password: the environment, unlike argv, is not public.
-        env = {**os.environ, "SCRAPY_SETTINGS_MODULE": "crawler.settings",
-               "DATABASE_URL": self.settings.database_url}
+        env = {
+            **os.environ,
+            "SCRAPY_SETTINGS_MODULE": "crawler.settings",
+            "DATABASE_URL": self.settings.database_url,
+        }
         started = datetime.now(UTC)
         timed_out = False
         self.current = subprocess.Popen(
-            argv, cwd=PROJECT_ROOT, env=env, start_new_session=True,
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            argv,
+            cwd=PROJECT_ROOT,
+            env=env,
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         try:
             _, stderr = self.current.communicate(timeout=self.settings.crawl_timeout)
@@ -83,8 +99,12 @@ class CrawlRunner:
         code = self.current.returncode
         self.current = None
         if code not in (0, None) and not timed_out and stderr:
-            logger.error("crawl of %s exited with %s: %s", ",".join(source_ids), code,
-                         stderr.decode("utf-8", "replace").strip().splitlines()[-1:])
+            logger.error(
+                "crawl of %s exited with %s: %s",
+                ",".join(source_ids),
+                code,
+                stderr.decode("utf-8", "replace").strip().splitlines()[-1:],
+            )
         return self._outcomes(source_ids, started, timed_out, code)
 
     def stop(self) -> None:
@@ -138,6 +158,14 @@ class CrawlRunner:
                     run.status = "timeout" if timed_out else "failed"
                     run.finished_at = datetime.now(UTC)
                     run.error = self._reason(timed_out, code, "")
-                outcomes.append(SourceOutcome(source_id, run.status, run.items_found,
-                                              run.new_articles, run.changed_articles, run.error))
+                outcomes.append(
+                    SourceOutcome(
+                        source_id,
+                        run.status,
+                        run.items_found,
+                        run.new_articles,
+                        run.changed_articles,
+                        run.error,
+                    )
+                )
         return outcomes

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import SQLAlchemyError
 
 from crawler.config import PROJECT_ROOT
 from replay.server import ReplayServer
@@ -23,8 +24,10 @@ from replay.sinks import SmtpSink, WebhookSink
 
 TITLE = "香港理工大學與開平市簽署協議 共建生物醫藥技術創新研究院"
 PARAGRAPHS = [
-    "11月21日，香港理工大學與開平市人民政府簽署合作協議，雙方將在翠山湖新區共建"
-    "“香港理工大學開平生物醫藥技術創新研究院”，聚焦創新藥物研發、醫療器械與臨床轉化。",
+    (
+        "11月21日，香港理工大學與開平市人民政府簽署合作協議，雙方將在翠山湖新區共建"
+        "“香港理工大學開平生物醫藥技術創新研究院”，聚焦創新藥物研發、醫療器械與臨床轉化。"
+    ),
     "研究院將搭建科技成果轉化平台，與本地醫藥企業開展產學研合作，推動生物醫藥產業集群發展。",
 ]
 
@@ -55,7 +58,7 @@ def crawled_ok(database_url: str) -> int:
                     text("select count(*) from crawl_runs where status = 'ok'")
                 ).scalar_one()
             )
-    except Exception:
+    except SQLAlchemyError:  # the daemon has not created its tables yet
         return 0
     finally:
         engine.dispose()

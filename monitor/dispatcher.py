@@ -115,13 +115,15 @@ def dispatch_due(
                 if outcome.retryable and delivery.attempts < policy.max_attempts:
                     delivery.next_attempt_at = datetime.now(UTC) + policy.delay(delivery.attempts)
                     result.retried += 1
-                    logger.warning("channel %s: delivery %s will be retried: %s",
-                                   channel, delivery_id, outcome)
+                    logger.warning(
+                        "channel %s: delivery %s will be retried: %s", channel, delivery_id, outcome
+                    )
                 else:
                     delivery.state = "failed"
                     result.failed += 1
-                    logger.error("channel %s: delivery %s failed for good: %s",
-                                 channel, delivery_id, outcome)
+                    logger.error(
+                        "channel %s: delivery %s failed for good: %s", channel, delivery_id, outcome
+                    )
                 result.errors.append(f"{channel}: {outcome}")
             break
     return result
