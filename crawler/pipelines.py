@@ -29,6 +29,8 @@ def run_verdict(stat: Callable[[str], Any], list_url: str) -> tuple[bool, str | 
         refused = stat("links_refused")
         note = f"; {refused} links refused by the link policy" if refused else ""
         return False, f"list page shows no posts{note} at {list_url}"
+    if stat("article_errors") and not stat("articles"):
+        return False, f"every article page failed: {stat('first_error')}"
     return True, stat("first_error") or None
 
 
