@@ -45,6 +45,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check crawler monitor replay tests migrations
 	$(BIN)/ruff format --check crawler monitor replay tests migrations
 
+## Performance: throughput, idle cycles, history growth, extraction, latency, memory (~15 min).
+## Prints the table and writes bench-results/latest.json; `python -m bench --quick` is a smoke run.
+bench: $(STAMP)
+	$(BIN)/python -m bench --out bench-results/latest.json
+
 bench-topics: $(STAMP)
 	$(BIN)/python -m monitor.bench_topics --check
 

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from crawler.models import Article, HttpValidator
@@ -85,26 +85,19 @@ class CrawlMemory:
 
     def _all_due_revisits(self, now: datetime) -> dict[str, list[tuple[str, str | None]]]:
         """Return every source's due revisits, oldest first, at most MAX_REVISITS_PER_SOURCE each."""
-        # One range scan of the next_check_at index, whatever the number of sources.
-        rank = (
-            func.row_number()
-            .over(partition_by=Article.source_id, order_by=(Article.next_check_at, Article.id))
-            .label("rank")
-        )
-        due = (
-            select(Article.source_id, Article.url, Article.list_url, rank)
-            .where(Article.next_check_at <= now, Article.withdrawn_at.is_(None))
-            .subquery()
-        )
+        # One range scan of the next_check_at index, whatever the number of sources; the rows
+        # are the articles inside their revisit schedule, never the whole history.
         found: dict[str, list[tuple[str, str | None]]] = {}
         with self.sessions() as session:
             rows = session.execute(
-                select(due.c.source_id, due.c.url, due.c.list_url)
-                .where(due.c.rank <= MAX_REVISITS_PER_SOURCE)
-                .order_by(due.c.source_id, due.c.rank)
+                select(Article.source_id, Article.url, Article.list_url)
+                .where(Article.next_check_at <= now, Article.withdrawn_at.is_(None))
+                .order_by(Article.next_check_at, Article.id)
             )
             for source_id, url, list_url in rows:
-                found.setdefault(source_id, []).append((url, list_url))
+                due = found.setdefault(source_id, [])
+                if len(due) < MAX_REVISITS_PER_SOURCE:
+                    due.append((url, list_url))
         return found
 
     def missing_from_list(
