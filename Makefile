@@ -42,8 +42,8 @@ demo: $(STAMP)
 	$(BIN)/python -m monitor.demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check crawler monitor replay tests migrations
-	$(BIN)/ruff format --check crawler monitor replay tests migrations
+	$(BIN)/ruff check crawler monitor replay tests migrations bench
+	$(BIN)/ruff format --check crawler monitor replay tests migrations bench
 
 ## Performance: throughput, idle cycles, history growth, extraction, latency, memory (~15 min).
 ## Prints the table and writes bench-results/latest.json; `python -m bench --quick` is a smoke run.

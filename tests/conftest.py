@@ -19,13 +19,14 @@ def postgres_answers() -> bool:
             pass
     except OSError:
         return False
-    try:
-        import psycopg
+    import psycopg
 
-        with psycopg.connect(f"host={PG_HOST} port={PG_PORT} user=postgres dbname=postgres",
-                             connect_timeout=3):
+    try:
+        with psycopg.connect(
+            f"host={PG_HOST} port={PG_PORT} user=postgres dbname=postgres", connect_timeout=3
+        ):
             return True
-    except Exception:
+    except psycopg.Error:
         return False
 
 

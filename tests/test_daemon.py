@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import SQLAlchemyError
 
 from crawler.config import PROJECT_ROOT
 from replay.server import ReplayServer
@@ -25,7 +26,7 @@ def _runs(database_url: str) -> list[tuple[str, str, str]]:
                     text("select source_id, started_at, status from crawl_runs order by id")
                 )
             ]
-    except Exception:
+    except SQLAlchemyError:  # the daemon has not created its tables yet
         return []
     finally:
         engine.dispose()

@@ -104,7 +104,7 @@ def test_due_revisit_of_a_deleted_post_marks_it_withdrawn(site) -> None:
 
 
 def test_revisit_schedule_decays_after_each_check(site) -> None:
-    replay, env = site
+    _replay, env = site
     _cycle(env)
     target = _query(env, "select url from articles order by published_at desc")[0][0]
     _query(

@@ -126,6 +126,7 @@ def test_scrapy_crawl_kaiping_feed_export_against_replay(tmp_path: Path) -> None
             cwd=PROJECT_ROOT,
             env=env,
             capture_output=True,
+            check=False,
             text=True,
             timeout=120,
         )

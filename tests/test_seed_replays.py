@@ -104,6 +104,7 @@ def crawled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
             cwd=PROJECT_ROOT,
             env=env,
             capture_output=True,
+            check=False,
             text=True,
             timeout=600,
         )

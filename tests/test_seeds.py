@@ -40,8 +40,12 @@ def test_good_seed_parses_with_defaults(tmp_path: Path) -> None:
     [
         (("  every: 15m", "  every: soon"), "schedule.every", 8, "duration"),
         (("  every: 15m", "  cron: '61 * * * *'"), "schedule.cron", 8, "cron"),
-        (("article_pattern: /news/content/post_\\d+\\.html$", "article_pattern: (unclosed"),
-         "article_pattern", 6, "regular expression"),
+        (
+            ("article_pattern: /news/content/post_\\d+\\.html$", "article_pattern: (unclosed"),
+            "article_pattern",
+            6,
+            "regular expression",
+        ),
         (("name: 示例栏目\n", "name: 示例栏目\nlist_pages: 3\n"), "list_pages", 3, "Extra"),
         (("name: 示例栏目\n", ""), "name", None, "required"),
     ],

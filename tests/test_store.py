@@ -30,8 +30,15 @@ def _prepare(url: str):
     with sessions.begin() as session:
         from datetime import UTC, datetime
 
-        session.add(Source(id="kaiping", name="单位动态", base_url="http://www.kaiping.gov.cn",
-                           created_at=datetime.now(UTC), consecutive_failures=0))
+        session.add(
+            Source(
+                id="kaiping",
+                name="单位动态",
+                base_url="http://www.kaiping.gov.cn",
+                created_at=datetime.now(UTC),
+                consecutive_failures=0,
+            )
+        )
     return sessions
 
 
@@ -40,10 +47,12 @@ def test_new_unchanged_changed(database_url: str) -> None:
     with sessions.begin() as session:
         first = store_article(session, ITEM, baseline=False)
     with sessions.begin() as session:
-        again = store_article(session, replace(ITEM, fetched_at="2026-11-22T05:00:00+00:00"),
-                              baseline=False)
-    edited = replace(ITEM, body=ITEM.body + "\n達成初步合作意向7項。",
-                     fetched_at="2026-11-22T06:00:00+00:00")
+        again = store_article(
+            session, replace(ITEM, fetched_at="2026-11-22T05:00:00+00:00"), baseline=False
+        )
+    edited = replace(
+        ITEM, body=ITEM.body + "\n達成初步合作意向7項。", fetched_at="2026-11-22T06:00:00+00:00"
+    )
     with sessions.begin() as session:
         changed = store_article(session, edited, baseline=False)
 
@@ -61,8 +70,11 @@ def test_new_unchanged_changed(database_url: str) -> None:
 
 def test_link_variants_are_one_article(database_url: str) -> None:
     sessions = _prepare(database_url)
-    variants = [ITEM.url, ITEM.url.replace("http://", "https://") + "?utm_source=wechat",
-                ITEM.url + "#top"]
+    variants = [
+        ITEM.url,
+        ITEM.url.replace("http://", "https://") + "?utm_source=wechat",
+        ITEM.url + "#top",
+    ]
     assert len({canonical_url(v) for v in variants}) == 1
     for url in variants:
         with sessions.begin() as session:

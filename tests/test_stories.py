@@ -6,22 +6,26 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
-from crawler.normalize import to_simplified
-from monitor.stories import SIMILARITY, StoryIndex, from_bytes, signature, to_bytes
 from crawler.db import session_factory
+from crawler.normalize import to_simplified
 from monitor.channels import build_notifier, load_channels
 from monitor.digest import queue_digests
 from monitor.dispatcher import dispatch_due
+from monitor.stories import SIMILARITY, StoryIndex, from_bytes, signature, to_bytes
 from replay.server import ReplayServer
 from replay.sinks import WebhookSink
 from tests.e2e import monitor_env, run_monitor
 
 STORY_TITLE = "深圳与香港大学共建生物医药联合研究中心"
 STORY = [
-    "记者20日获悉，深圳市人民政府与香港大学在河套深港科技创新合作区签署合作协议，"
-    "共建“港大深圳生物医药联合研究中心”，聚焦创新药物研发、细胞治疗和高端医疗器械。",
-    "根据协议，研究中心将联合开展临床研究，引进香港大学医学院科研团队，"
-    "推动科研成果在深圳转化落地，并与区内十余家生物医药企业建立产学研合作。",
+    (
+        "记者20日获悉，深圳市人民政府与香港大学在河套深港科技创新合作区签署合作协议，"
+        "共建“港大深圳生物医药联合研究中心”，聚焦创新药物研发、细胞治疗和高端医疗器械。"
+    ),
+    (
+        "根据协议，研究中心将联合开展临床研究，引进香港大学医学院科研团队，"
+        "推动科研成果在深圳转化落地，并与区内十余家生物医药企业建立产学研合作。"
+    ),
     "双方还将共同培养生物医学领域的博士后和青年科研人员，打造深港生物医药创新高地。",
 ]
 REPOST_TITLE = "深圳與香港大學共建生物醫藥聯合研究中心"
