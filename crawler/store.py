@@ -46,6 +46,15 @@ def _parse_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
+def _seen_again(article: Article, item: ArticleItem, fetched_at: datetime, checks: int) -> None:
+    """Record that a stored article was fetched again: present, and due after `checks` checks."""
+    article.last_seen_at = fetched_at
+    article.withdrawn_at = article.withdrawn_reason = None
+    article.checks = checks
+    article.next_check_at = next_check(fetched_at, checks)
+    article.list_url = item.list_url or article.list_url
+
+
 def store_article(session: Session, item: ArticleItem, *, baseline: bool) -> StoreResult:
     """Write `item` into the session (caller commits) and return what changed."""
     canonical = canonical_url(item.url)
@@ -57,11 +66,7 @@ def store_article(session: Session, item: ArticleItem, *, baseline: bool) -> Sto
         select(Article).where(Article.canonical_url == canonical)
     ).one_or_none()
     if article is not None and article.content_hash == digest:
-        article.last_seen_at = fetched_at
-        article.withdrawn_at = article.withdrawn_reason = None
-        article.checks += 1
-        article.next_check_at = next_check(fetched_at, article.checks)
-        article.list_url = item.list_url or article.list_url
+        _seen_again(article, item, fetched_at, checks=article.checks + 1)
         return StoreResult("unchanged", article.id, None)
 
     diff = None
@@ -95,11 +100,7 @@ def store_article(session: Session, item: ArticleItem, *, baseline: bool) -> Sto
         article.url = item.url
         article.published_at = published_at or article.published_at
         article.content_hash = digest
-        article.last_seen_at = fetched_at
-        article.withdrawn_at = article.withdrawn_reason = None
-        article.checks = 0
-        article.next_check_at = next_check(fetched_at, 0)
-        article.list_url = item.list_url or article.list_url
+        _seen_again(article, item, fetched_at, checks=0)  # a revision restarts the schedule
     version = ArticleVersion(
         article_id=article.id,
         version_no=version_no,
