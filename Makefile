@@ -12,6 +12,9 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	@# Earlier versions used opencc-python-reimplemented, which installs into the same folder.
+	if $(BIN)/python -m pip show -q opencc-python-reimplemented 2>/dev/null; then \
+		$(BIN)/python -m pip uninstall --quiet -y opencc-python-reimplemented opencc; fi
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 

@@ -29,7 +29,13 @@ def strip_pinyin(text: str) -> str:
 
 
 def to_simplified(text: str) -> str:
-    """Return `text` converted from traditional to simplified Chinese (OpenCC t2s)."""
+    """Return `text` converted from traditional to simplified Chinese (OpenCC t2s).
+
+    This is OpenCC's own C++ library (the `opencc` package), phrase by phrase, about 40 ns a
+    character; the pure-Python reimplementation used before gave the same output on every
+    text we compared (the topics devset, its traditional rendering, the corpus) at 50 times
+    the cost, which made normalisation a third of a crawl's per-article time.
+    """
     return _t2s().convert(text)
 
 

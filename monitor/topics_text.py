@@ -6,17 +6,13 @@ import logging
 import math
 import re
 import threading
-import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 
-from crawler.normalize import strip_pinyin, to_simplified
+from crawler.normalize import normalize_text
 
 # Newlines end sentences too: WeChat-style posts break lines without punctuation.
 _SENTENCE = re.compile(r"[^。！？!?；;\n]+(?:[。！？!?；;]+[”’」』\"]*)?")
-_SPACES = re.compile(r"[ \t\u3000\xa0]+")
 # Clauses inside a sentence; an enumeration (A、B、C) never crosses one.
 _CLAUSE = re.compile(r"[^，,：:。！？!?；;]+")
 _CJK = re.compile(r"[\u3400-\u9fff]")
@@ -33,40 +29,9 @@ class Sentence:
     lead: bool
 
 
-@lru_cache(maxsize=1)
-def _t2s_triggers() -> frozenset[str] | None:
-    """Return the characters without which OpenCC t2s leaves a string unchanged (None: unknown)."""
-    try:
-        import opencc
-
-        folder = Path(opencc.__file__).parent / "dictionary"
-        chars: dict[str, str] = {}
-        with (folder / "TSCharacters.txt").open(encoding="utf-8") as lines:
-            for line in lines:
-                key, value = line.rstrip("\n").split("\t")
-                chars[key] = value.split(" ")[0]
-        triggers = {key for key, value in chars.items() if key != value}
-        with (folder / "TSPhrases.txt").open(encoding="utf-8") as lines:
-            for line in lines:
-                key, value = line.rstrip("\n").split("\t")
-                if value.split(" ")[0] != "".join(chars.get(c, c) for c in key):
-                    # A phrase can only match where all its characters are: one of them
-                    # suffices, preferably one OpenCC knows (瞭 in 一目瞭然), not a common 一.
-                    known = [c for c in key if c in chars]
-                    triggers.add(known[0] if known else key[0])
-    except (ImportError, OSError, ValueError):
-        return None
-    return frozenset(triggers)
-
-
 def normalize(text: str) -> str:
-    """Return exactly `crawler.normalize.normalize_text(text)`, skipping OpenCC when it is a no-op."""
-    text = unicodedata.normalize("NFKC", text)
-    text = strip_pinyin(text)
-    triggers = _t2s_triggers()
-    if triggers is None or not triggers.isdisjoint(text):
-        text = to_simplified(text)
-    return _SPACES.sub(" ", text).strip()
+    """Return `crawler.normalize.normalize_text(text)`: the one matching form of every text."""
+    return normalize_text(text)
 
 
 def split_sentences(title: str, text: str, lead_chars: int) -> list[Sentence]:

@@ -8,14 +8,12 @@ pinyin annotations (`網(wǎng)站`) are recognised without listing every varian
 from __future__ import annotations
 
 import re
-import unicodedata
 from enum import Enum
 from functools import lru_cache
-from pathlib import Path
 
 from lxml.html import HtmlElement
 
-from crawler.normalize import strip_pinyin
+from crawler.normalize import normalize_text
 
 # --- elements -------------------------------------------------------------------------------
 
@@ -144,33 +142,10 @@ class LineKind(Enum):
     SPAM = "spam"
 
 
-@lru_cache(maxsize=1)
-def _t2s_table() -> dict[int, str]:
-    """Return a str.translate table from traditional to simplified characters (OpenCC's own list)."""
-    import opencc
-
-    path = Path(opencc.__file__).with_name("dictionary") / "TSCharacters.txt"
-    table: dict[int, str] = {}
-    try:
-        for row in path.read_text(encoding="utf-8").splitlines():
-            source, _, targets = row.partition("\t")
-            if len(source) == 1 and targets:
-                table[ord(source)] = targets.split()[0]
-    except OSError:
-        return {}
-    return table
-
-
 @lru_cache(maxsize=16384)
 def norm(text: str) -> str:
-    """Return the matching form of a line: `normalize_text` with character-level conversion.
-
-    `crawler.normalize.normalize_text` converts phrase by phrase in pure Python, about 2.5 µs
-    a character; markers are short words, for which OpenCC's character table gives the same
-    result at C speed.
-    """
-    text = strip_pinyin(unicodedata.normalize("NFKC", text))
-    return _SPACES.sub(" ", text.translate(_t2s_table())).strip()
+    """Return the matching form of a line (`normalize_text`), cached: markers repeat a lot."""
+    return normalize_text(text)
 
 
 def norm_head(text: str, limit: int = 160) -> str:
@@ -183,7 +158,6 @@ def _words(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
 
-_SPACES = re.compile(r"[ \t\u3000\xa0]+")
 _PUNCT = re.compile(r"[\s\W_]+", re.UNICODE)
 # Headings of what follows an article: related posts, attachments, rankings.
 _END_HEADINGS = _words(
