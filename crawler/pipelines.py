@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -10,12 +11,13 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
+from twisted.internet.task import LoopingCall
 
 from crawler import migrate
 from crawler.db import session_factory
 from crawler.items import ArticleItem, WithdrawnItem
 from crawler.models import CrawlRun, Source
-from crawler.store import mark_withdrawn, store_article
+from crawler.store import mark_withdrawn, store_batch
 
 logger = logging.getLogger(__name__)
 
@@ -45,22 +47,48 @@ def stats_by_source(stats: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 class StorePipeline:
-    """Write every ArticleItem to the database in its own transaction; one CrawlRun per source."""
+    """Write ArticleItems to the database in batches; one CrawlRun per source.
 
-    def __init__(self, database_url: str, enabled: bool = True, crawler: Any = None) -> None:
+    Items wait in memory until `STORE_BATCH_SIZE` of them are pending or the oldest has
+    waited `STORE_BATCH_SECONDS`, then go in one transaction (a timer flushes a slow crawl's
+    stragglers, and closing the spider flushes the rest). Nothing is lost when a crawl is
+    killed with items pending: an article that was never stored is not known, so the next
+    cycle fetches it again, and list validators are only saved after a complete crawl.
+    A batch that fails is written again item by item, so one bad item costs only itself.
+    """
+
+    def __init__(
+        self,
+        database_url: str,
+        enabled: bool = True,
+        crawler: Any = None,
+        batch_size: int = 200,
+        batch_seconds: float = 1.0,
+    ) -> None:
         self.database_url = database_url
         self.enabled = enabled
         self.crawler = crawler
+        self.batch_size = max(1, batch_size)
+        self.batch_seconds = batch_seconds
         self.sessions: sessionmaker[Session] | None = None
         self.baseline: dict[str, bool] = {}
         self.run_ids: dict[str, int] = {}
         self.outcomes: Counter[tuple[str, str]] = Counter()
+        self.pending: list[ArticleItem | WithdrawnItem] = []
+        self.pending_since = 0.0
+        self.timer: LoopingCall | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Any) -> StorePipeline:
-        """Build the pipeline from the DATABASE_URL and STORE_ENABLED settings."""
+        """Build the pipeline from the DATABASE_URL, STORE_ENABLED and STORE_BATCH_* settings."""
         settings = crawler.settings
-        return cls(settings.get("DATABASE_URL"), settings.getbool("STORE_ENABLED", True), crawler)
+        return cls(
+            settings.get("DATABASE_URL"),
+            settings.getbool("STORE_ENABLED", True),
+            crawler,
+            batch_size=settings.getint("STORE_BATCH_SIZE", 200),
+            batch_seconds=settings.getfloat("STORE_BATCH_SECONDS", 1.0),
+        )
 
     def open_spider(self) -> None:
         """Migrate the database if needed, mirror the sources, and open their crawl runs."""
@@ -89,27 +117,90 @@ class StorePipeline:
             session.add_all(runs.values())
             session.flush()
             self.run_ids = {sid: run.id for sid, run in runs.items()}
+        self.timer = LoopingCall(self._flush_stale)
+        self.timer.start(self.batch_seconds, now=False)
 
     def process_item(self, item: ArticleItem | WithdrawnItem) -> ArticleItem | WithdrawnItem:
-        """Store one article (or withdrawal) and count what happened to it."""
+        """Queue one article (or withdrawal) for the next batch; write the batch when due."""
         if not self.enabled or self.sessions is None:
             return item
-        if isinstance(item, WithdrawnItem):
-            with self.sessions.begin() as session:
-                if mark_withdrawn(session, item):
-                    self.outcomes[(item.source_id, "withdrawn")] += 1
-                    self.crawler.stats.inc_value(f"source/{item.source_id}/withdrawn")
-            return item
-        with self.sessions.begin() as session:
-            result = store_article(session, item, baseline=self.baseline.get(item.source_id, False))
-        self.outcomes[(item.source_id, result.outcome)] += 1
-        self.crawler.stats.inc_value(f"source/{item.source_id}/{result.outcome}")
+        if not self.pending:
+            self.pending_since = time.monotonic()
+        self.pending.append(item)
+        if len(self.pending) >= self.batch_size:
+            self.flush()
         return item
+
+    def _flush_stale(self) -> None:
+        """Write the pending items once the oldest has waited `batch_seconds`."""
+        if self.pending and time.monotonic() - self.pending_since >= self.batch_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write every pending item: one transaction, or item by item if that fails."""
+        batch, self.pending = self.pending, []
+        if not batch or self.sessions is None:
+            return
+        try:
+            with self.sessions.begin() as session:
+                counted = self._write(session, batch)
+        except Exception:  # noqa: BLE001 - retried item by item below, each error named
+            logger.warning("a batch of %d items failed; storing them one by one", len(batch))
+            counted = []
+            for item in batch:
+                try:
+                    with self.sessions.begin() as session:
+                        counted += self._write(session, [item])
+                except Exception as exc:  # noqa: BLE001 - one bad item must not stop the crawl
+                    self._store_failed(item, exc)
+        for source_id, outcome in counted:
+            self.outcomes[(source_id, outcome)] += 1
+            self.crawler.stats.inc_value(f"source/{source_id}/{outcome}")
+
+    def _write(
+        self, session: Session, batch: list[ArticleItem | WithdrawnItem]
+    ) -> list[tuple[str, str]]:
+        """Write `batch` in order in `session`; return (source id, outcome) of each item."""
+        counted: list[tuple[str, str]] = []
+        articles: list[ArticleItem] = []
+
+        def store_articles() -> None:
+            results = store_batch(session, articles, lambda sid: self.baseline.get(sid, False))
+            counted.extend((a.source_id, r.outcome) for a, r in zip(articles, results, strict=True))
+            articles.clear()
+
+        for item in batch:
+            if isinstance(item, ArticleItem):
+                articles.append(item)
+                continue
+            store_articles()  # a withdrawal comes after the articles before it
+            if mark_withdrawn(session, item):
+                counted.append((item.source_id, "withdrawn"))
+        if articles:
+            store_articles()
+        return counted
+
+    def _store_failed(self, item: ArticleItem | WithdrawnItem, exc: Exception) -> None:
+        """Log and count an item that could not be stored (it is fetched again next cycle).
+
+        It counts as a failed article too, so the source's list validators are not saved and
+        the next cycle's list request is not answered 304 over a post that was never stored.
+        """
+        reason = f"could not store {item.url}: {type(exc).__name__}: {exc}"
+        logger.error("source %s: %s", item.source_id, reason)
+        stats = self.crawler.stats
+        stats.inc_value(f"source/{item.source_id}/store_errors")
+        stats.inc_value(f"source/{item.source_id}/article_errors")
+        if not stats.get_value(f"source/{item.source_id}/first_error"):
+            stats.set_value(f"source/{item.source_id}/first_error", reason[:500])
 
     def close_spider(self) -> None:
         """Close each source's crawl run with its counts, status and first error."""
         if not self.enabled or self.sessions is None:
             return
+        if self.timer is not None and self.timer.running:
+            self.timer.stop()
+        self.flush()
         stats = self.crawler.stats
         now = datetime.now(UTC)
         per_source = stats_by_source(stats.get_stats())

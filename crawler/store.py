@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -57,19 +58,55 @@ def _seen_again(article: Article, item: ArticleItem, fetched_at: datetime, check
 
 def store_article(session: Session, item: ArticleItem, *, baseline: bool) -> StoreResult:
     """Write `item` into the session (caller commits) and return what changed."""
-    canonical = canonical_url(item.url)
+    return store_batch(session, [item], lambda _source_id: baseline)[0]
+
+
+def store_batch(
+    session: Session, items: Sequence[ArticleItem], baseline: Callable[[str], bool]
+) -> list[StoreResult]:
+    """Write `items` into the session (caller commits); return what happened to each, in order.
+
+    One query finds the stored articles of the whole batch and one flush writes it, so a
+    crawl pays a few statements per batch instead of several per article. `baseline(source_id)`
+    tells whether a source is on its first crawl (its versions are not alerted).
+    """
+    canonicals = [canonical_url(item.url) for item in items]
+    known = {
+        article.canonical_url: article
+        for article in session.scalars(
+            select(Article).where(Article.canonical_url.in_(set(canonicals)))
+        )
+    }
+    staged = [
+        _stage(session, item, canonical, known, baseline(item.source_id))
+        for item, canonical in zip(items, canonicals, strict=True)
+    ]
+    session.flush()
+    return [
+        StoreResult(outcome, article.id, version.id if version is not None else None)
+        for outcome, article, version in staged
+    ]
+
+
+def _stage(
+    session: Session,
+    item: ArticleItem,
+    canonical: str,
+    known: dict[str, Article],
+    baseline: bool,
+) -> tuple[Outcome, Article, ArticleVersion | None]:
+    """Add one item's article and version to the session; `known` gains new articles."""
     fetched_at = _parse_time(item.fetched_at)
     assert fetched_at is not None, "items carry fetched_at"
     published_at = _parse_time(item.published_at)
     digest = content_hash(item.title, item.body)
-    article = session.scalars(
-        select(Article).where(Article.canonical_url == canonical)
-    ).one_or_none()
+    article = known.get(canonical)
     if article is not None and article.content_hash == digest:
         _seen_again(article, item, fetched_at, checks=article.checks + 1)
-        return StoreResult("unchanged", article.id, None)
+        return "unchanged", article, None
 
     diff = None
+    outcome: Outcome
     if article is None:
         article = Article(
             source_id=item.source_id,
@@ -85,7 +122,7 @@ def store_article(session: Session, item: ArticleItem, *, baseline: bool) -> Sto
             list_url=item.list_url,
         )
         session.add(article)
-        session.flush()
+        known[canonical] = article
         version_no, outcome = 1, "new"
     else:
         latest = session.scalars(
@@ -94,6 +131,12 @@ def store_article(session: Session, item: ArticleItem, *, baseline: bool) -> Sto
             .order_by(ArticleVersion.version_no.desc())
             .limit(1)
         ).one()
+        if latest.title == item.title and latest.body == item.body:
+            # The very same text under a new hash: normalisation itself changed (an OpenCC
+            # dictionary update, say). Not a revision: adopt the new hash, alert nobody.
+            article.content_hash = digest
+            _seen_again(article, item, fetched_at, checks=article.checks + 1)
+            return "unchanged", article, None
         diff = body_diff(latest.title, latest.body, item.title, item.body)
         version_no, outcome = latest.version_no + 1, "changed"
         article.title = item.title
@@ -102,7 +145,7 @@ def store_article(session: Session, item: ArticleItem, *, baseline: bool) -> Sto
         article.content_hash = digest
         _seen_again(article, item, fetched_at, checks=0)  # a revision restarts the schedule
     version = ArticleVersion(
-        article_id=article.id,
+        article=article,
         version_no=version_no,
         title=item.title,
         body=item.body,
@@ -116,8 +159,7 @@ def store_article(session: Session, item: ArticleItem, *, baseline: bool) -> Sto
         baseline=baseline,
     )
     session.add(version)
-    session.flush()
-    return StoreResult(outcome, article.id, version.id)
+    return outcome, article, version
 
 
 def mark_withdrawn(session: Session, item: WithdrawnItem) -> bool:
