@@ -14,15 +14,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
+from datasketch import MinHash
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from crawler.models import Alert, Article, ArticleVersion, Delivery, Source
 from monitor.channels import ChannelConfig
 from monitor.parties import extract_parties
 from monitor.render import AlertMessage
-from monitor.stories import StoryIndex, assign_story
+from monitor.stories import StoryIndex, assign_story, signature
 from monitor.topics import TopicMatch, TopicSet
 
 logger = logging.getLogger(__name__)
@@ -96,6 +97,23 @@ def build_message(
     )
 
 
+@dataclass(frozen=True)
+class Analysis:
+    """What classifying a version found, before anything is written: pure CPU work."""
+
+    matches: list[TopicMatch]
+    parties: list[str]
+    minhash: MinHash | None
+
+
+def analyse(version: ArticleVersion, topics: TopicSet, *, with_signature: bool) -> Analysis:
+    """Return the topics, parties and (for a first version) story signature of a version."""
+    matches = topics.classify(version.title, version.body)
+    parties = extract_parties(version.title, version.body) if matches else []
+    minhash = signature(version.title, version.body) if with_signature else None
+    return Analysis(matches, parties, minhash)
+
+
 def classify_version(
     session: Session,
     version: ArticleVersion,
@@ -104,21 +122,25 @@ def classify_version(
     *,
     allow_alert: bool = True,
     stories: StoryIndex | None = None,
+    analysis: Analysis | None = None,
 ) -> bool:
     """Classify one version in `session` and queue its alert; return True if an alert was queued.
 
     With a story index, a new post joins its story; a repost of a story that already
-    alerted is attached to it and does not alert again.
+    alerted is attached to it and does not alert again. `analysis` is `analyse(version)`
+    when the caller did that work beforehand (outside the write transaction).
     """
     now = datetime.now(UTC)
-    matches = topics.classify(version.title, version.body)
-    parties = extract_parties(version.title, version.body) if matches else []
+    joins_story = stories is not None and version.version_no == 1
+    if analysis is None:
+        analysis = analyse(version, topics, with_signature=joins_story)
+    matches, parties = analysis.matches, analysis.parties
     version.topics = [m.to_dict() for m in matches]
     version.parties = parties
     version.classified_at = now
     article = version.article
-    if stories is not None and version.version_no == 1:
-        new_story = assign_story(session, article, version.title, version.body, stories, now)
+    if stories is not None and joins_story:
+        new_story = assign_story(session, article, analysis.minhash, stories, now)
         if not new_story and matches and story_alerted(session, article.story_id):
             logger.info(
                 "%s is a repost of story %s: attached, not alerted", article.url, article.story_id
@@ -189,7 +211,11 @@ def process_new_versions(
     batch: int = 200,
     stories: StoryIndex | None = None,
 ) -> ClassifyResult:
-    """Classify every unclassified version, oldest first, each in its own transaction."""
+    """Classify every unclassified version, oldest first, `batch` versions per transaction.
+
+    A batch that fails (another process classified one of its versions first) is rolled back
+    and done again one version per transaction, so each version is still classified once.
+    """
     result = ClassifyResult()
     if stories is not None:
         stories.load(sessions, datetime.now(UTC))
@@ -204,16 +230,50 @@ def process_new_versions(
             ).all()
         if not ids:
             return result
-        for version_id in ids:
-            last_id = version_id
-            try:
-                with sessions.begin() as session:
-                    version = session.get(ArticleVersion, version_id)
-                    if version is None or version.classified_at is not None:
-                        continue
-                    queued = classify_version(session, version, topics, channels, stories=stories)
-            except IntegrityError:
-                logger.info("version %s was classified by another process", version_id)
-                continue
-            result.classified += 1
-            result.alerts += int(queued)
+        last_id = ids[-1]
+        try:
+            done = _classify_ids(sessions, list(ids), topics, channels, stories)
+        except IntegrityError:
+            logger.info("a batch of %d versions met a concurrent classifier: one by one", len(ids))
+            done = ClassifyResult()
+            for version_id in ids:
+                try:
+                    one = _classify_ids(sessions, [version_id], topics, channels, stories)
+                except IntegrityError:
+                    logger.info("version %s was classified by another process", version_id)
+                    continue
+                done.classified += one.classified
+                done.alerts += one.alerts
+        result.classified += done.classified
+        result.alerts += done.alerts
+
+
+def _classify_ids(
+    sessions: sessionmaker[Session],
+    ids: list[int],
+    topics: TopicSet,
+    channels: dict[str, ChannelConfig],
+    stories: StoryIndex | None,
+) -> ClassifyResult:
+    """Classify the unclassified versions among `ids` in one transaction."""
+    done = ClassifyResult()
+    with sessions.begin() as session:
+        versions = session.scalars(
+            select(ArticleVersion)
+            .where(ArticleVersion.id.in_(ids), ArticleVersion.classified_at.is_(None))
+            .options(selectinload(ArticleVersion.article))
+            .order_by(ArticleVersion.id)
+        ).all()
+        # Reads only so far: SQLite takes its write lock at the first write, so the CPU work
+        # comes first and a crawl writing at the same time waits only for the writes.
+        analyses = [
+            analyse(v, topics, with_signature=stories is not None and v.version_no == 1)
+            for v in versions
+        ]
+        for version, analysis in zip(versions, analyses, strict=True):
+            queued = classify_version(
+                session, version, topics, channels, stories=stories, analysis=analysis
+            )
+            done.classified += 1
+            done.alerts += int(queued)
+    return done

@@ -37,6 +37,8 @@ from monitor.topics import TopicSet
 logger = logging.getLogger("monitor")
 CST = ZoneInfo("Asia/Shanghai")
 BATCH_WINDOW_SECONDS = 1.0
+# While a crawl runs, what it has stored so far is classified and delivered this often.
+FOLLOW_SECONDS = 1.0
 
 
 def log_outcome(outcome: SourceOutcome) -> None:
@@ -94,13 +96,35 @@ class Daemon:
             self._wake.notify()
 
     def cycle(self, source_ids: list[str]) -> list[SourceOutcome]:
-        """Crawl `source_ids` once, then classify and dispatch; return per-source outcomes."""
-        outcomes = self.runner.run(source_ids)
+        """Crawl `source_ids` once, then classify and dispatch; return per-source outcomes.
+
+        While the crawl runs, a thread classifies and delivers what it has stored so far
+        (the crawl child writes in batches as it goes): on a multi-core machine the two run
+        side by side, and an alert need not wait for the last page of a long crawl.
+        """
+        crawl_done = threading.Event()
+        follower = threading.Thread(
+            target=self._follow_crawl, args=(crawl_done,), name="follow-crawl", daemon=True
+        )
+        follower.start()
+        try:
+            outcomes = self.runner.run(source_ids)
+        finally:
+            crawl_done.set()
+            follower.join()
         for outcome in outcomes:
             log_outcome(outcome)
         self.check_health([outcome.source_id for outcome in outcomes])
         self.process_outbox()
         return outcomes
+
+    def _follow_crawl(self, crawl_done: threading.Event) -> None:
+        """Classify and deliver stored versions every FOLLOW_SECONDS until `crawl_done` is set."""
+        while not crawl_done.wait(FOLLOW_SECONDS):
+            try:
+                self.process_outbox()
+            except Exception:
+                logger.exception("classifying during the crawl failed; retried after it")
 
     def check_health(self, source_ids: list[str]) -> None:
         """Update the health of crawled sources and queue their alerts; never stop the daemon."""
