@@ -150,9 +150,11 @@ class StorePipeline:
             for item in batch:
                 try:
                     with self.sessions.begin() as session:
-                        counted += self._write(session, [item])
+                        one = self._write(session, [item])
                 except Exception as exc:  # noqa: BLE001 - one bad item must not stop the crawl
                     self._store_failed(item, exc)
+                else:
+                    counted += one  # only once its transaction has committed
         for source_id, outcome in counted:
             self.outcomes[(source_id, outcome)] += 1
             self.crawler.stats.inc_value(f"source/{source_id}/{outcome}")

@@ -125,6 +125,8 @@ def _stage(
         known[canonical] = article
         version_no, outcome = 1, "new"
     else:
+        if article.id is None:
+            session.flush()  # added earlier in this batch: give it its id before the look-up
         latest = session.scalars(
             select(ArticleVersion)
             .where(ArticleVersion.article_id == article.id)
