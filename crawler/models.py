@@ -107,6 +107,7 @@ class Article(Base):
     # Near-duplicate grouping: the story this post belongs to, and its MinHash signature.
     story_id: Mapped[int | None] = mapped_column(ForeignKey("stories.id"), index=True)
     minhash: Mapped[bytes | None] = mapped_column(LargeBinary)
+    story: Mapped[Story | None] = relationship()
     versions: Mapped[list[ArticleVersion]] = relationship(
         back_populates="article", order_by="ArticleVersion.version_no"
     )

@@ -257,23 +257,42 @@ def _classify_ids(
 ) -> ClassifyResult:
     """Classify the unclassified versions among `ids` in one transaction."""
     done = ClassifyResult()
-    with sessions.begin() as session:
-        versions = session.scalars(
-            select(ArticleVersion)
-            .where(ArticleVersion.id.in_(ids), ArticleVersion.classified_at.is_(None))
-            .options(selectinload(ArticleVersion.article))
-            .order_by(ArticleVersion.id)
-        ).all()
-        # Reads only so far: SQLite takes its write lock at the first write, so the CPU work
-        # comes first and a crawl writing at the same time waits only for the writes.
-        analyses = [
-            analyse(v, topics, with_signature=stories is not None and v.version_no == 1)
-            for v in versions
-        ]
-        for version, analysis in zip(versions, analyses, strict=True):
-            queued = classify_version(
-                session, version, topics, channels, stories=stories, analysis=analysis
-            )
-            done.classified += 1
-            done.alerts += int(queued)
+    if stories is not None:
+        stories.begin()
+    try:
+        with sessions.begin() as session:
+            _classify_versions(session, ids, topics, channels, stories, done)
+    except Exception:
+        if stories is not None:
+            stories.rollback()
+        raise
     return done
+
+
+def _classify_versions(
+    session: Session,
+    ids: list[int],
+    topics: TopicSet,
+    channels: dict[str, ChannelConfig],
+    stories: StoryIndex | None,
+    done: ClassifyResult,
+) -> None:
+    """Classify the unclassified versions among `ids` in `session`, counting into `done`."""
+    versions = session.scalars(
+        select(ArticleVersion)
+        .where(ArticleVersion.id.in_(ids), ArticleVersion.classified_at.is_(None))
+        .options(selectinload(ArticleVersion.article))
+        .order_by(ArticleVersion.id)
+    ).all()
+    # Reads only so far: SQLite takes its write lock at the first write, so the CPU work
+    # comes first and a crawl writing at the same time waits only for the writes.
+    analyses = [
+        analyse(v, topics, with_signature=stories is not None and v.version_no == 1)
+        for v in versions
+    ]
+    for version, analysis in zip(versions, analyses, strict=True):
+        queued = classify_version(
+            session, version, topics, channels, stories=stories, analysis=analysis
+        )
+        done.classified += 1
+        done.alerts += int(queued)

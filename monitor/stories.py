@@ -64,18 +64,26 @@ def from_bytes(data: bytes) -> MinHash:
     )
 
 
-class StoryIndex:
-    """An in-memory LSH index of recent posts' signatures, keyed by article id.
+StoryRef = int | Story  # a stored story's id, or a Story added in the current transaction
 
-    Besides the LSH bands it keeps each post's hash values, to score all the candidates of a
-    query in one array comparison: posts of one site share a template, so a query can have
-    hundreds of candidates, and `MinHash.jaccard` one by one cost more than the rest.
+
+class StoryIndex:
+    """An in-memory LSH index of recent posts' signatures and stories, keyed by article id.
+
+    Besides the LSH bands it keeps every signature as a row of one array, to score all the
+    candidates of a query in one comparison (posts of one site share a template, so a query
+    can have hundreds of candidates), and each post's story, so that joining a story needs
+    no query. Entries added since `begin()` are dropped by `rollback()` when the transaction
+    that wrote their stories failed.
     """
 
     def __init__(self) -> None:
         self.lsh = MinHashLSH(threshold=SIMILARITY, num_perm=NUM_PERM)
-        self.signatures: dict[int, np.ndarray] = {}
+        self.rows: dict[int, int] = {}
+        self.matrix = np.zeros((1024, NUM_PERM), dtype=np.uint64)
+        self.stories: dict[int, StoryRef] = {}
         self.loaded = False
+        self._added: list[int] = []
 
     def load(self, sessions: sessionmaker[Session], now: datetime) -> None:
         """Fill the index from the signatures stored in the last WINDOW (once per process)."""
@@ -83,19 +91,49 @@ class StoryIndex:
             return
         with sessions() as session:
             rows = session.execute(
-                select(Article.id, Article.minhash).where(
-                    Article.minhash.is_not(None), Article.first_seen_at >= now - WINDOW
+                select(Article.id, Article.minhash, Article.story_id).where(
+                    Article.minhash.is_not(None),
+                    Article.story_id.is_not(None),
+                    Article.first_seen_at >= now - WINDOW,
                 )
             ).all()
-        for article_id, data in rows:
-            self.add(article_id, from_bytes(data))
+        for article_id, data, story_id in rows:
+            self.add(article_id, from_bytes(data), story_id)
+        self._added.clear()
         self.loaded = True
 
-    def add(self, article_id: int, minhash: MinHash) -> None:
-        """Index one post's signature."""
-        if article_id not in self.signatures:
-            self.lsh.insert(article_id, minhash)
-            self.signatures[article_id] = np.asarray(minhash.hashvalues, dtype=np.uint64)
+    def add(self, article_id: int, minhash: MinHash, story: StoryRef | None = None) -> None:
+        """Index one post's signature and its story."""
+        if article_id in self.rows:
+            return
+        row = len(self.rows)
+        if row == len(self.matrix):
+            self.matrix = np.concatenate([self.matrix, np.zeros_like(self.matrix)])
+        self.matrix[row] = minhash.hashvalues
+        self.rows[article_id] = row
+        self.lsh.insert(article_id, minhash)
+        if story is not None:
+            self.stories[article_id] = story
+        self._added.append(article_id)
+
+    def story_of(self, article_id: int) -> StoryRef | None:
+        """Return the story of an indexed post: its id once stored, else the pending Story."""
+        story = self.stories.get(article_id)
+        if isinstance(story, Story) and story.id is not None:
+            self.stories[article_id] = story = story.id
+        return story
+
+    def begin(self) -> None:
+        """Start remembering what is added, for `rollback`."""
+        self._added = []
+
+    def rollback(self) -> None:
+        """Forget the posts added since `begin`: the transaction that stored them failed."""
+        for article_id in self._added:
+            if self.rows.pop(article_id, None) is not None:
+                self.lsh.remove(article_id)
+                self.stories.pop(article_id, None)
+        self._added = []
 
     def most_similar(self, minhash: MinHash, exclude: int) -> tuple[int, float] | None:
         """Return (article id, similarity) of the closest indexed post at or above SIMILARITY.
@@ -105,9 +143,8 @@ class StoryIndex:
         candidates = sorted(c for c in self.lsh.query(minhash) if c != exclude)
         if not candidates:
             return None
-        values = np.asarray(minhash.hashvalues, dtype=np.uint64)
-        matrix = np.stack([self.signatures[c] for c in candidates])
-        scores = np.count_nonzero(matrix == values, axis=1) / len(values)
+        rows = self.matrix[[self.rows[c] for c in candidates]]
+        scores = np.count_nonzero(rows == np.asarray(minhash.hashvalues), axis=1) / NUM_PERM
         best = int(np.argmax(scores))
         if scores[best] < SIMILARITY:
             return None
@@ -118,23 +155,27 @@ def assign_story(
     session: Session, article: Article, minhash: MinHash | None, index: StoryIndex, now: datetime
 ) -> bool:
     """Put a new post, whose `signature` is `minhash`, into a story (an existing one if it is
-    a repost); return True if it starts a new story."""
+    a repost); return True if it starts a new story.
+
+    No flush and no query on the common path: a new story is linked through the relationship
+    and written with the rest of the transaction.
+    """
     if article.story_id is not None:
         return False
     match = index.most_similar(minhash, article.id) if minhash is not None else None
-    if match is not None:
-        original = session.get(Article, match[0])
-        if original is not None and original.story_id is not None:
-            article.story_id = original.story_id
-            article.minhash = to_bytes(minhash) if minhash is not None else None
-            if minhash is not None:
-                index.add(article.id, minhash)
-            return False
-    story = Story(first_article_id=article.id, created_at=now)
-    session.add(story)
-    session.flush()
-    article.story_id = story.id
+    story = index.story_of(match[0]) if match is not None else None
+    joined = story is not None
+    if story is not None:
+        if isinstance(story, Story):
+            # The original was classified in this same transaction: give its story an id.
+            session.flush()
+            story = story.id
+        article.story_id = story
+    else:
+        story = Story(first_article_id=article.id, created_at=now)
+        session.add(story)
+        article.story = story
     if minhash is not None:
         article.minhash = to_bytes(minhash)
-        index.add(article.id, minhash)
-    return True
+        index.add(article.id, minhash, story)
+    return not joined

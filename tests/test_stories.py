@@ -104,3 +104,45 @@ def test_story_reposted_by_another_site_alerts_once(tmp_path: Path) -> None:
     engine.dispose()
     assert {source for source, _ in rows} == {"chinanews", "kaiping"}
     assert len({story for _, story in rows}) == 1 and rows[0][1] is not None
+
+
+def test_rolled_back_posts_leave_the_index() -> None:
+    index = StoryIndex()
+    index.add(1, signature(STORY_TITLE, "\n".join(STORY)), 10)
+    index.begin()
+    index.add(2, signature(REPOST_TITLE, "\n".join(REPOST)), 10)
+    assert index.most_similar(signature(STORY_TITLE, "\n".join(STORY)), exclude=1)[0] == 2
+    index.rollback()
+    assert index.most_similar(signature(STORY_TITLE, "\n".join(STORY)), exclude=1) is None
+    assert index.story_of(2) is None and index.story_of(1) == 10
+
+
+def test_story_and_repost_in_one_crawl_alert_once(tmp_path: Path) -> None:
+    """Both posts are classified in one transaction: the repost joins a story not yet stored."""
+    with ReplayServer(["chinanews", "kaiping"]) as replay, WebhookSink() as hook:
+        channels = tmp_path / "channels.yaml"
+        channels.write_text(
+            f"channels:\n  hook:\n    kind: webhook\n    url: {hook.url}\n", encoding="utf-8"
+        )
+        env = monitor_env(tmp_path, replay.url, channels)
+        args = ["run", "--once", "--sources", "chinanews,kaiping"]
+        assert run_monitor(args, env).returncode == 0  # baseline
+        replay.publish("chinanews", STORY_TITLE, STORY)
+        replay.publish("kaiping", REPOST_TITLE, [_traditional(p) for p in REPOST])
+        done = run_monitor(args, env)
+        assert done.returncode == 0, done.stderr[-2000:]
+        alerts = hook.wait_for(1)
+    assert "is a repost of story" in done.stderr
+    assert len(alerts) == 1
+    engine = create_engine(env["DATABASE_URL"])
+    with engine.connect() as conn:
+        stories = conn.execute(
+            text("select distinct story_id from articles where title in (:a, :b)"),
+            {"a": STORY_TITLE, "b": REPOST_TITLE},
+        ).all()
+        versions = conn.execute(
+            text("select count(*) from article_versions where classified_at is null")
+        ).scalar_one()
+    engine.dispose()
+    assert len(stories) == 1 and stories[0][0] is not None
+    assert versions == 0
