@@ -12,9 +12,9 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from datasketch import MinHash
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
@@ -25,6 +25,9 @@ from monitor.parties import extract_parties
 from monitor.render import AlertMessage
 from monitor.stories import StoryIndex, assign_story, signature
 from monitor.topics import TopicMatch, TopicSet
+
+if TYPE_CHECKING:
+    from datasketch import MinHash
 
 logger = logging.getLogger(__name__)
 CST = ZoneInfo("Asia/Shanghai")

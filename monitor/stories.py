@@ -14,15 +14,17 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from datasketch import MinHash, MinHashLSH
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from crawler.models import Article, Story
 from crawler.normalize import normalize_text
+
+if TYPE_CHECKING:  # datasketch imports scipy (half a second): loaded on first use
+    from datasketch import MinHash, MinHashLSH
 
 NUM_PERM = 128
 SHINGLE = 4
@@ -37,6 +39,8 @@ _NOT_TEXT = re.compile(r"[\W_]+", re.UNICODE)
 @lru_cache(maxsize=1)
 def _permutations() -> Any:
     """Return the permutations of seed 1, drawn once: MinHash() would draw them every time."""
+    from datasketch import MinHash
+
     return MinHash(num_perm=NUM_PERM, seed=1, scheme=SCHEME).permutations
 
 
@@ -46,6 +50,8 @@ def signature(title: str, body: str) -> MinHash | None:
     shingles = {text[i : i + SHINGLE] for i in range(max(0, len(text) - SHINGLE + 1))}
     if len(shingles) < MIN_SHINGLES:
         return None
+    from datasketch import MinHash
+
     minhash = MinHash(num_perm=NUM_PERM, seed=1, permutations=_permutations(), scheme=SCHEME)
     minhash.update_batch([s.encode("utf-8") for s in shingles])
     return minhash
@@ -58,6 +64,8 @@ def to_bytes(minhash: MinHash) -> bytes:
 
 def from_bytes(data: bytes) -> MinHash:
     """Return the signature stored by `to_bytes`."""
+    from datasketch import MinHash
+
     values = np.frombuffer(data, dtype=np.uint64).copy()
     return MinHash(
         num_perm=NUM_PERM, seed=1, hashvalues=values, permutations=_permutations(), scheme=SCHEME
@@ -78,12 +86,21 @@ class StoryIndex:
     """
 
     def __init__(self) -> None:
-        self.lsh = MinHashLSH(threshold=SIMILARITY, num_perm=NUM_PERM)
+        self._lsh: MinHashLSH | None = None
         self.rows: dict[int, int] = {}
         self.matrix = np.zeros((1024, NUM_PERM), dtype=np.uint64)
         self.stories: dict[int, StoryRef] = {}
         self.loaded = False
         self._added: list[int] = []
+
+    @property
+    def lsh(self) -> MinHashLSH:
+        """Return the LSH index, created on first use."""
+        if self._lsh is None:
+            from datasketch import MinHashLSH
+
+            self._lsh = MinHashLSH(threshold=SIMILARITY, num_perm=NUM_PERM)
+        return self._lsh
 
     def load(self, sessions: sessionmaker[Session], now: datetime) -> None:
         """Fill the index from the signatures stored in the last WINDOW (once per process)."""

@@ -8,6 +8,7 @@ import re
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from crawler.normalize import normalize_text
 
@@ -67,31 +68,56 @@ def enumerations(norm: str) -> list[list[tuple[int, int]]]:
 
 
 class Segmenter:
-    """Word boundaries from jieba's dictionary and its max-probability route, plus our own words."""
+    """Word boundaries from jieba's dictionary and its max-probability route, plus our own words.
+
+    jieba's dictionary (0.7 s to load) is loaded on first use, not when topics are built:
+    `monitor run` starts its first crawl first and loads it while the crawl runs.
+    """
 
     def __init__(self) -> None:
-        import jieba
-
-        jieba.setLogLevel(logging.WARNING)
-        self.tokenizer = jieba.Tokenizer()
-        self.tokenizer.initialize()
         self._lock = threading.Lock()
+        self._tokenizer: Any = None
+        self._pending: list[str] = []
         self._cache: dict[str, tuple[int, ...]] = {}
+
+    @property
+    def tokenizer(self) -> Any:
+        """Return jieba's tokenizer with our words added, loading its dictionary once."""
+        if self._tokenizer is None:
+            with self._lock:
+                if self._tokenizer is None:
+                    import jieba
+
+                    jieba.setLogLevel(logging.WARNING)
+                    tokenizer = jieba.Tokenizer()
+                    tokenizer.initialize()
+                    self._add(tokenizer, self._pending)
+                    self._pending = []
+                    self._tokenizer = tokenizer
+        return self._tokenizer
 
     def add_words(self, words: Iterable[str]) -> None:
         """Add words so that jieba keeps each whole (frequency just high enough, as jieba suggests)."""
         with self._lock:
-            for word in words:
-                if _CJK.search(word) and not self.tokenizer.FREQ.get(word):
-                    self.tokenizer.add_word(word)
+            if self._tokenizer is None:
+                self._pending.extend(words)
+            else:
+                self._add(self._tokenizer, words)
             self._cache.clear()
+
+    @staticmethod
+    def _add(tokenizer: Any, words: Iterable[str]) -> None:
+        for word in words:
+            if _CJK.search(word) and not tokenizer.FREQ.get(word):
+                tokenizer.add_word(word)
 
     def cuts(self, text: str) -> tuple[int, ...]:
         """Return the word boundaries of `text` (0 and len included), as jieba would cut it."""
         cached = self._cache.get(text)
         if cached is not None:
             return cached
-        freq, log_total, size = self.tokenizer.FREQ, math.log(self.tokenizer.total), len(text)
+        tokenizer = self.tokenizer
+        freq, log_total, size = tokenizer.FREQ, math.log(tokenizer.total), len(text)
         best = [0.0] * (size + 1)
         step = [size] * (size + 1)
         for i in range(size - 1, -1, -1):

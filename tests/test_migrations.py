@@ -47,3 +47,26 @@ def test_sqlite_runs_in_wal_mode_with_busy_timeout(sqlite_url: str) -> None:
             assert conn.execute(text("PRAGMA busy_timeout")).scalar() >= 5000
     finally:
         engine.dispose()
+
+
+def test_head_constant_is_alembic_head_and_a_current_database_skips_alembic(
+    database_url: str,
+) -> None:
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
+    from crawler.migrate import HEAD, current_revision
+
+    config = alembic_config(database_url)
+    assert ScriptDirectory.from_config(config).get_current_head() == HEAD
+    command.downgrade(config, "base")
+    assert current_revision(database_url) is None
+    command.upgrade(config, "0002")
+    assert current_revision(database_url) == "0002"
+    upgrade(database_url)  # not at head: alembic runs the rest
+    assert current_revision(database_url) == HEAD
+    engine = make_engine(database_url)
+    try:
+        assert "stories" in set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
