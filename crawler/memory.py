@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from crawler.models import Article, HttpValidator
@@ -50,6 +50,9 @@ class CrawlMemory:
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self.sessions = sessions
+        # Read-only look-ups made once per list page use a plain connection: an ORM session
+        # would cost more than the query itself.
+        self.engine: Engine = sessions.kw["bind"]
         self._validators: dict[str, tuple[str | None, str | None]] | None = None
         self._due: dict[str, list[tuple[str, str | None]]] = {}
         self._due_at: datetime | None = None
@@ -69,8 +72,8 @@ class CrawlMemory:
         wanted = list(canonical_urls)
         if not wanted:
             return {}
-        with self.sessions() as session:
-            rows = session.execute(
+        with self.engine.connect() as connection:
+            rows = connection.execute(
                 select(Article.canonical_url, Article.title).where(
                     Article.canonical_url.in_(wanted)
                 )
@@ -110,8 +113,8 @@ class CrawlMemory:
         before = datetime.combine(newest, time(), CST)
         if after >= before:
             return []
-        with self.sessions() as session:
-            rows = session.execute(
+        with self.engine.connect() as connection:
+            rows = connection.execute(
                 select(Article.url, Article.canonical_url, Article.published_at).where(
                     Article.source_id == source_id,
                     Article.list_url == list_url,
