@@ -65,6 +65,7 @@ _MAGIC = (
 _NOT_PAGE_TYPES = ("image/", "audio/", "video/", "font/", "application/pdf", "application/zip")
 # Control bytes other than tab, newline, form feed, carriage return and escape (ISO-2022).
 _CONTROL = frozenset(range(0x20)) - {0x09, 0x0A, 0x0C, 0x0D, 0x1B} | {0x7F}
+_CONTROL_BYTES = bytes(sorted(_CONTROL))
 _CONTROL_SHARE = 0.02
 
 
@@ -192,7 +193,7 @@ def binary_kind(body: bytes) -> str | None:
             return kind
     if head.startswith((b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")) or len(head) < 16:
         return None
-    controls = sum(1 for byte in head if byte in _CONTROL)
+    controls = len(head) - len(head.translate(None, _CONTROL_BYTES))
     return "binary content" if controls / len(head) > _CONTROL_SHARE else None
 
 

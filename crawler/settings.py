@@ -19,6 +19,9 @@ ROBOTSTXT_OBEY = True
 # Government sites are small and often fragile: be gentle per host, parallel across hosts.
 CONCURRENT_REQUESTS = 32
 CONCURRENT_REQUESTS_PER_DOMAIN = 4
+# Scrapy 2.19's own downloader lets a host have up to CONCURRENT_REQUESTS in flight on the
+# asyncio reactor; this one keeps the per-host limit (crawler/downloader.py).
+DOWNLOADER = "crawler.downloader.PoliteDownloader"
 DOWNLOAD_DELAY = 0
 DOWNLOAD_TIMEOUT = 30
 RETRY_TIMES = 2
@@ -42,6 +45,9 @@ STORE_BATCH_SECONDS = 1.0
 # A callback yields one item or a page of links: Scrapy's default of 100 makes it start 100
 # asyncio tasks per response to process them, a tenth of a crawl's CPU for nothing.
 CONCURRENT_ITEMS = 8
+# Article pages are extracted in this many worker processes (crawler/extract_pool.py); unset:
+# 1 on a machine with several cores, 0 (in the crawl process) on one.
+EXTRACT_WORKERS = None
 # Scrapy parses the source of every generator callback to warn about `return value` in it.
 WARN_ON_GENERATOR_RETURN_VALUE = False
 

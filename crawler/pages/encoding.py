@@ -111,9 +111,13 @@ def _try(html: bytes, codec: str) -> str | None:
         return html.decode(codec)
     except UnicodeDecodeError:
         pass
-    except LookupError:
+    except (LookupError, UnicodeError, ValueError):
+        # Unknown, or a codec that is no page encoding: idna, punycode, undefined.
         return None
-    text = html.decode(codec, "replace")
+    try:
+        text = html.decode(codec, "replace")
+    except (UnicodeError, ValueError):
+        return None
     return text if _error_share(text) <= _TOLERATED_ERRORS else None
 
 

@@ -20,11 +20,11 @@ from twisted.python.failure import Failure
 
 from crawler.config import get_settings
 from crawler.db import session_factory
+from crawler.extract_pool import ExtractionPool, default_workers
 from crawler.items import ArticleItem, WithdrawnItem
 from crawler.linkpolicy import allowed_links
 from crawler.memory import CrawlMemory, title_changed
 from crawler.middlewares import describe_failure
-from crawler.pages.article import EXTRACTORS
 from crawler.pages.listing import parse_list
 from crawler.seeds import Seed, effective_seed, load_seeds
 from crawler.urls import canonical_url
@@ -67,6 +67,7 @@ class SourcesSpider(scrapy.Spider):
         super().__init__(*args, **kwargs)
         self.seeds: dict[str, Seed] = {seed.id: seed for seed in seeds or []}
         self.memory = memory
+        self.extraction = ExtractionPool(0)  # from_crawler sets the configured pool
         self.list_validators: dict[str, dict[str, tuple[str | None, str | None]]] = {}
         self.lists_requested: dict[str, set[str]] = {}
 
@@ -101,6 +102,10 @@ class SourcesSpider(scrapy.Spider):
         if settings.getbool("STORE_ENABLED", True):
             memory = CrawlMemory(session_factory(settings.get("DATABASE_URL")))
         spider = super().from_crawler(crawler, seeds=chosen, memory=memory)
+        workers = settings.get("EXTRACT_WORKERS")
+        spider.extraction = ExtractionPool(
+            default_workers() if workers in (None, "") else int(workers)
+        )
         spider.allowed_domains = sorted({d for seed in chosen for d in seed.domains()})
         return spider
 
@@ -227,7 +232,7 @@ class SourcesSpider(scrapy.Spider):
         ):
             yield WithdrawnItem(source_id, url, "gone from its list page", now)
 
-    def parse_article(
+    async def parse_article(
         self,
         response: Response,
         source_id: str,
@@ -244,12 +249,12 @@ class SourcesSpider(scrapy.Spider):
             )
             return
         seed = self.seeds[source_id]
-        extract = EXTRACTORS[seed.extractor]
         now = datetime.now(UTC)
-        article = extract(
+        article = await self.extraction.extract(
+            seed.extractor,
             response.url,
             response.body,
-            _headers(response),
+            headers=_headers(response),
             crawl_time=now,
             list_date=list_date,
             encoding=seed.encoding,
@@ -273,6 +278,7 @@ class SourcesSpider(scrapy.Spider):
 
     def closed(self, reason: str) -> None:
         """Save list-page validators of sources whose crawl completed without a failed article."""
+        self.extraction.close()
         if self.memory is None or reason != "finished":
             return
         stats = self.crawler.stats
