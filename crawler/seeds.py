@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import re
 from dataclasses import dataclass
 from datetime import timedelta
@@ -16,6 +17,10 @@ _INTERVAL_RE = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
 # libyaml's loader when PyYAML has it: hundreds of source files load in a blink.
 _FAST_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+# Codecs Python knows that no web page is written in.
+_NOT_PAGE_CODECS = frozenset(
+    {"idna", "punycode", "undefined", "raw-unicode-escape", "unicode-escape"}
+)
 
 
 def parse_duration(text: str) -> timedelta:
@@ -65,6 +70,11 @@ class Schedule(BaseModel):
         return None if self.every is None else parse_duration(self.every)
 
 
+# The article page kinds of crawler/pages/article.py's EXTRACTORS (kept here so that checking
+# a seed file does not load the extractors; tests/test_seeds.py checks both lists agree).
+ExtractorKind = Literal["generic", "trs", "hanweb", "gd_platform", "readability"]
+
+
 class Seed(BaseModel):
     """One monitored site column, as declared in `seeds/<id>.yaml`."""
 
@@ -86,7 +96,10 @@ class Seed(BaseModel):
         default=None, description="Regex (searched in the URL) for further list pages (pagination)."
     )
     max_pages: int = Field(default=3, ge=1, le=500, description="List pages followed per cycle.")
-    extractor: str = Field(default="generic", description="Page-object kind for article pages.")
+    extractor: ExtractorKind = Field(
+        default="generic",
+        description="Page-object kind for article pages (`monitor sources --kinds` lists them).",
+    )
     encoding: str | None = Field(default=None, description="Force this charset for the site.")
     schedule: Schedule = Field(default_factory=lambda: Schedule(every="30m"))
     allowed_domains: list[str] = Field(default_factory=list, description="Extra domains to follow.")
@@ -109,6 +122,18 @@ class Seed(BaseModel):
                 re.compile(value)
             except re.error as exc:
                 raise ValueError(f"bad regular expression {value!r}: {exc}") from None
+        return value
+
+    @field_validator("encoding")
+    @classmethod
+    def _check_encoding(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                known = codecs.lookup(value)
+            except LookupError:
+                raise ValueError(f"unknown charset {value!r} (e.g. gb18030, utf-8)") from None
+            if not getattr(known, "_is_text_encoding", True) or known.name in _NOT_PAGE_CODECS:
+                raise ValueError(f"{value!r} is not a page charset (e.g. gb18030, utf-8)")
         return value
 
     @field_validator("base_url")

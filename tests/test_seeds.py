@@ -48,6 +48,9 @@ def test_good_seed_parses_with_defaults(tmp_path: Path) -> None:
         ),
         (("name: 示例栏目\n", "name: 示例栏目\nlist_pages: 3\n"), "list_pages", 3, "Extra"),
         (("name: 示例栏目\n", ""), "name", None, "required"),
+        (("name: 示例栏目\n", "name: 示例栏目\nextractor: trss\n"), "extractor", 3, "'trs'"),
+        (("name: 示例栏目\n", "name: 示例栏目\nencoding: gbk2312\n"), "encoding", 3, "unknown"),
+        (("name: 示例栏目\n", "name: 示例栏目\nencoding: idna\n"), "encoding", 3, "not a page"),
     ],
 )
 def test_bad_seed_names_file_line_and_field(
@@ -87,3 +90,12 @@ def test_replay_moves_every_url(tmp_path: Path) -> None:
     assert moved.base_url == "http://127.0.0.1:8800/demo"
     assert moved.list_urls == ["http://127.0.0.1:8800/demo/news/index.html"]
     assert effective_seed(seed, None) is seed
+
+
+def test_extractor_kinds_are_the_registered_extractors() -> None:
+    from typing import get_args
+
+    from crawler.pages.article import EXTRACTORS
+    from crawler.seeds import ExtractorKind
+
+    assert set(get_args(ExtractorKind)) == set(EXTRACTORS)
