@@ -56,6 +56,10 @@ QUERIES = {
         "select id from article_versions where classified_at is null and id > 0 "
         "order by id limit 200"
     ),
+    "story window (StoryIndex.load)": (
+        "select id, minhash, story_id from articles where minhash is not null "
+        "and story_id is not null and first_seen_at >= :now"
+    ),
     "due deliveries (dispatch_due)": (
         "select id from deliveries where state = 'pending' and next_attempt_at <= :now"
     ),
@@ -120,7 +124,9 @@ def insert_history(world: World, replay: ReplayServer, sources: int, total: int)
                         "title": title,
                         "published_at": published,
                         "content_hash": digest,
-                        "first_seen_at": now,
+                        # First seen when published: history is old (it was "now" for every
+                        # row before, which made 200,000 posts fall in the story window).
+                        "first_seen_at": published + timedelta(hours=1),
                         "last_seen_at": now,
                         "next_check_at": due,
                         "checks": 4 if due else 5,

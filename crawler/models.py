@@ -96,7 +96,8 @@ class Article(Base):
     title: Mapped[str] = mapped_column(Text)
     published_at: Mapped[datetime | None] = mapped_column()
     content_hash: Mapped[str] = mapped_column(String(64))
-    first_seen_at: Mapped[datetime] = mapped_column()
+    # Indexed: the story index loads the posts first seen in its window (monitor/stories.py).
+    first_seen_at: Mapped[datetime] = mapped_column(index=True)
     last_seen_at: Mapped[datetime] = mapped_column()
     withdrawn_at: Mapped[datetime | None] = mapped_column()
     withdrawn_reason: Mapped[str | None] = mapped_column(String(200))

@@ -220,8 +220,6 @@ def process_new_versions(
     and done again one version per transaction, so each version is still classified once.
     """
     result = ClassifyResult()
-    if stories is not None:
-        stories.load(sessions, datetime.now(UTC))
     last_id = 0
     while True:
         with sessions() as session:
@@ -233,6 +231,9 @@ def process_new_versions(
             ).all()
         if not ids:
             return result
+        if stories is not None:
+            # Only now: a cycle with nothing new never reads the signatures back.
+            stories.load(sessions, datetime.now(UTC))
         last_id = ids[-1]
         try:
             done = _classify_ids(sessions, list(ids), topics, channels, stories)

@@ -1,0 +1,27 @@
+"""index articles.first_seen_at: the story index loads its 90-day window by range
+
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-11-22 07:55:00
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from alembic import op
+
+revision: str = "0004"
+down_revision: str | None = "0003"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("articles") as batch:
+        batch.create_index("ix_articles_first_seen_at", ["first_seen_at"], unique=False)
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("articles") as batch:
+        batch.drop_index("ix_articles_first_seen_at")
