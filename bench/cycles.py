@@ -60,6 +60,14 @@ QUERIES = {
         "select id, minhash, story_id from articles where minhash is not null "
         "and story_id is not null and first_seen_at >= :now"
     ),
+    "latest posts (health._post_dates)": (
+        "select published_at from articles where source_id = :source "
+        "and published_at is not null order by published_at desc limit 20"
+    ),
+    "undated posts (health._post_dates)": (
+        "select first_seen_at from articles where source_id = :source "
+        "and published_at is null order by first_seen_at desc limit 20"
+    ),
     "due deliveries (dispatch_due)": (
         "select id from deliveries where state = 'pending' and next_attempt_at <= :now"
     ),
@@ -124,9 +132,7 @@ def insert_history(world: World, replay: ReplayServer, sources: int, total: int)
                         "title": title,
                         "published_at": published,
                         "content_hash": digest,
-                        # First seen when published: history is old (it was "now" for every
-                        # row before, which made 200,000 posts fall in the story window).
-                        "first_seen_at": published + timedelta(hours=1),
+                        "first_seen_at": now,
                         "last_seen_at": now,
                         "next_check_at": due,
                         "checks": 4 if due else 5,

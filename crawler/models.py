@@ -89,6 +89,11 @@ class Article(Base):
 
     __tablename__ = "articles"
 
+    __table_args__ = (
+        # A source's latest posts (monitor/health.py) without sorting its whole history.
+        Index("ix_articles_source_published", "source_id", "published_at"),
+    )
+
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     source_id: Mapped[str] = mapped_column(ForeignKey("sources.id"), index=True)
     canonical_url: Mapped[str] = mapped_column(String(1000), unique=True)

@@ -34,7 +34,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from crawler.config import AppSettings
@@ -241,13 +241,21 @@ def _recent_runs(session: Session, source_id: str) -> list[RunSummary]:
 
 def _post_dates(session: Session, source_id: str) -> list[datetime]:
     """Return the publication dates (first sight when unknown) of the source's latest posts."""
-    rows = session.execute(
-        select(Article.published_at, Article.first_seen_at)
-        .where(Article.source_id == source_id)
-        .order_by(func.coalesce(Article.published_at, Article.first_seen_at).desc())
+    # Two range reads of ix_articles_source_published (dated posts, newest first; undated
+    # ones), not a sort of the source's whole history: the cost must not grow with it.
+    dated = session.scalars(
+        select(Article.published_at)
+        .where(Article.source_id == source_id, Article.published_at.is_not(None))
+        .order_by(Article.published_at.desc())
         .limit(RHYTHM_POSTS)
     ).all()
-    return [published or first_seen for published, first_seen in rows]
+    undated = session.scalars(
+        select(Article.first_seen_at)
+        .where(Article.source_id == source_id, Article.published_at.is_(None))
+        .order_by(Article.first_seen_at.desc())
+        .limit(RHYTHM_POSTS)
+    ).all()
+    return sorted([*dated, *undated], reverse=True)[:RHYTHM_POSTS]
 
 
 def _queue_alert(

@@ -1,4 +1,7 @@
-"""index articles.first_seen_at: the story index loads its 90-day window by range
+"""index articles by first sight and by (source, publication date)
+
+The story index loads its 90-day window by a range of first_seen_at; a source's health reads
+its latest posts by (source_id, published_at) instead of sorting all of its history.
 
 Revision ID: 0004
 Revises: 0003
@@ -20,8 +23,12 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("articles") as batch:
         batch.create_index("ix_articles_first_seen_at", ["first_seen_at"], unique=False)
+        batch.create_index(
+            "ix_articles_source_published", ["source_id", "published_at"], unique=False
+        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("articles") as batch:
+        batch.drop_index("ix_articles_source_published")
         batch.drop_index("ix_articles_first_seen_at")
