@@ -68,6 +68,14 @@ def _vm_hwm(pid: int) -> int:
     return 0
 
 
+def _command(pid: int) -> bytes:
+    """Return the raw command line of a live process (b"" if unknown)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def _children(pid: int) -> list[int]:
     """Return the pids of every descendant of `pid`."""
     import psutil
@@ -95,10 +103,14 @@ class PeakSampler:
         return self
 
     def _run(self) -> None:
+        root_command = _command(self.pid)
         while not self._stop.is_set():
             self.root_peak = max(self.root_peak, _vm_hwm(self.pid))
             for child in _children(self.pid):
-                self.child_peak = max(self.child_peak, _vm_hwm(child))
+                # A child caught between fork and exec still is a copy of its parent, with
+                # the parent's high-water mark: not a crawl process yet.
+                if _command(child) != root_command:
+                    self.child_peak = max(self.child_peak, _vm_hwm(child))
             self._stop.wait(self.every)
 
     def stop(self) -> None:

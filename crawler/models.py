@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -92,6 +93,13 @@ class Article(Base):
     __table_args__ = (
         # A source's latest posts (monitor/health.py) without sorting its whole history.
         Index("ix_articles_source_published", "source_id", "published_at"),
+        # The story index's window (monitor/stories.py): only posts with a signature.
+        Index(
+            "ix_articles_story_window",
+            "first_seen_at",
+            sqlite_where=text("minhash IS NOT NULL"),
+            postgresql_where=text("minhash IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -101,8 +109,7 @@ class Article(Base):
     title: Mapped[str] = mapped_column(Text)
     published_at: Mapped[datetime | None] = mapped_column()
     content_hash: Mapped[str] = mapped_column(String(64))
-    # Indexed: the story index loads the posts first seen in its window (monitor/stories.py).
-    first_seen_at: Mapped[datetime] = mapped_column(index=True)
+    first_seen_at: Mapped[datetime] = mapped_column()
     last_seen_at: Mapped[datetime] = mapped_column()
     withdrawn_at: Mapped[datetime | None] = mapped_column()
     withdrawn_reason: Mapped[str | None] = mapped_column(String(200))

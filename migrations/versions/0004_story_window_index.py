@@ -1,6 +1,7 @@
 """index articles by first sight and by (source, publication date)
 
-The story index loads its 90-day window by a range of first_seen_at; a source's health reads
+The story index loads its 90-day window by a range of first_seen_at over the posts that have
+a signature (a partial index); a source's health reads
 its latest posts by (source_id, published_at) instead of sorting all of its history.
 
 Revision ID: 0004
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004"
@@ -22,7 +24,13 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     with op.batch_alter_table("articles") as batch:
-        batch.create_index("ix_articles_first_seen_at", ["first_seen_at"], unique=False)
+        batch.create_index(
+            "ix_articles_story_window",
+            ["first_seen_at"],
+            unique=False,
+            sqlite_where=sa.text("minhash IS NOT NULL"),
+            postgresql_where=sa.text("minhash IS NOT NULL"),
+        )
         batch.create_index(
             "ix_articles_source_published", ["source_id", "published_at"], unique=False
         )
@@ -31,4 +39,4 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("articles") as batch:
         batch.drop_index("ix_articles_source_published")
-        batch.drop_index("ix_articles_first_seen_at")
+        batch.drop_index("ix_articles_story_window")
