@@ -72,3 +72,28 @@ def run_monitor(args: list[str], env: dict, timeout: float = 120) -> subprocess.
         text=True,
         timeout=timeout,
     )
+
+
+def crawl_argv(replay_url: str, sources: list[str], **settings: object) -> list[str]:
+    """Return the argv of `scrapy crawl sources` of `sources` on a replay, with extra settings."""
+    argv = [sys.executable, "-m", "scrapy", "crawl", "sources"]
+    argv += ["-a", "sources=" + ",".join(sources)]
+    for name, value in {"REPLAY_URL": replay_url, **settings}.items():
+        argv += ["-s", f"{name}={value}"]
+    return argv
+
+
+def start_crawl(
+    argv: list[str], env: dict, *, stderr: int = subprocess.DEVNULL
+) -> subprocess.Popen[bytes]:
+    """Start a crawl child as the daemon does (monitor/crawl.py): in a session of its own, so
+    that its process group id is its pid, with no stdin or stdout."""
+    return subprocess.Popen(
+        argv,
+        cwd=PROJECT_ROOT,
+        env=env,
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+    )

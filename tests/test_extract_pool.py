@@ -9,7 +9,6 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,14 +19,13 @@ from typing import Any, cast
 import pytest
 import yaml
 
-from crawler.config import PROJECT_ROOT
 from crawler.extract_pool import ExtractionPool
 from crawler.migrate import upgrade
 from crawler.pages.article import EXTRACTORS
 from crawler.pages.dates import CST
 from crawler.pages.model import ExtractedArticle
 from replay.server import ReplayServer
-from tests.e2e import monitor_env
+from tests.e2e import crawl_argv, monitor_env, start_crawl
 from tests.world import query, wait_until
 
 CORPUS = Path(__file__).parent / "corpus"
@@ -369,28 +367,9 @@ def _workers(children: dict[int, tuple[int, str]]) -> set[int]:
 def _start_crawl(
     replay: ReplayServer, env: dict[str, str], log_file: Path, sources: list[str], **settings: Any
 ) -> subprocess.Popen[bytes]:
-    """Start `scrapy crawl sources` of `sources` on the replay in a session of its own, as the
-    daemon does (monitor/crawl.py), so that its process group id is its pid."""
-    argv = [
-        sys.executable,
-        "-m",
-        "scrapy",
-        "crawl",
-        "sources",
-        "-a",
-        f"sources={','.join(sources)}",
-    ]
-    for name, value in {"REPLAY_URL": replay.url, "LOG_FILE": log_file, **settings}.items():
-        argv += ["-s", f"{name}={value}"]
-    return subprocess.Popen(
-        argv,
-        cwd=PROJECT_ROOT,
-        env=env,
-        start_new_session=True,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    """Start `scrapy crawl sources` of `sources` on the replay as the daemon does."""
+    argv = crawl_argv(replay.url, sources, LOG_FILE=log_file, **settings)
+    return start_crawl(argv, env, stderr=subprocess.PIPE)
 
 
 def _kill_group(crawl: subprocess.Popen[bytes]) -> None:

@@ -9,7 +9,6 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,7 +32,7 @@ from crawler.seeds import load_seeds
 from crawler.store import content_hash, store_batch
 from crawler.urls import canonical_url
 from replay.server import ReplayServer
-from tests.e2e import monitor_env, run_monitor
+from tests.e2e import crawl_argv, monitor_env, run_monitor, start_crawl
 from tests.world import wait_until
 
 SOURCE = "kaiping"
@@ -268,10 +267,7 @@ def test_timer_writes_pending_items_once_the_oldest_has_waited(
 
 def _crawl_argv(replay: ReplayServer, log_file: Path, **settings: Any) -> list[str]:
     """Return the argv of a `scrapy crawl` of the kaiping replay with extra settings."""
-    argv = [sys.executable, "-m", "scrapy", "crawl", "sources", "-a", f"sources={SOURCE}"]
-    for name, value in {"REPLAY_URL": replay.url, "LOG_FILE": log_file, **settings}.items():
-        argv += ["-s", f"{name}={value}"]
-    return argv
+    return crawl_argv(replay.url, [SOURCE], LOG_FILE=log_file, **settings)
 
 
 def _crawl(replay: ReplayServer, env: dict, log_file: Path, **settings: Any) -> None:
@@ -351,7 +347,7 @@ def test_timer_stores_articles_while_the_crawl_is_still_fetching(tmp_path: Path)
         database_url = env["DATABASE_URL"]
         everything = _all_post_urls(replay)
         upgrade(database_url)
-        crawl = subprocess.Popen(
+        crawl = start_crawl(
             _crawl_argv(
                 replay,
                 tmp_path / "crawl.log",
@@ -359,12 +355,7 @@ def test_timer_stores_articles_while_the_crawl_is_still_fetching(tmp_path: Path)
                 STORE_BATCH_SECONDS=0.2,
                 DOWNLOAD_DELAY=0.25,  # about 6 s of article pages, one at a time
             ),
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
+            env,
         )
         try:
             stored_early = wait_until(
@@ -397,7 +388,7 @@ def test_crawl_killed_with_items_pending_loses_nothing_for_the_next_cycle(
         everything = _all_post_urls(replay)
         upgrade(database_url)
         log_file = tmp_path / "killed.log"
-        crawl = subprocess.Popen(
+        crawl = start_crawl(
             _crawl_argv(
                 replay,
                 log_file,
@@ -406,12 +397,7 @@ def test_crawl_killed_with_items_pending_loses_nothing_for_the_next_cycle(
                 DOWNLOAD_DELAY=0.25,
                 LOG_LEVEL="DEBUG",  # "Scraped from ...": the item has been through the pipeline
             ),
-            cwd=PROJECT_ROOT,
-            env=env,
-            start_new_session=True,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            env,
         )
 
         def scraped() -> int:
