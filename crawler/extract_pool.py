@@ -8,7 +8,9 @@ downloads. With `EXTRACT_WORKERS` > 0 (default: 1 on a machine with more than on
 Workers are started with "spawn" (never fork a process running a reactor and threads) and
 belong to the crawl's process group, so the daemon's time limit kills them with the crawl.
 A worker that dies (killed, out of memory, a crash in a C library) loses nothing: the pool
-is started again and the pages it held are extracted in the crawl process itself.
+is started again and the pages it held go to the new worker; a page on which two workers
+die is given up as unreadable (the crawl records it as a failed article, and the next cycle
+fetches it again).
 """
 
 from __future__ import annotations
@@ -99,23 +101,36 @@ class ExtractionPool:
             options.get("list_date"),
             options.get("encoding"),
         )
-        executor = self._executor()
-        if executor is None:
-            article, error = extract_page(*args)
-        else:
-            try:
-                article, error = await asyncio.get_running_loop().run_in_executor(
-                    executor, extract_page, *args
-                )
-            except BrokenProcessPool:
-                self._restart(executor, url)
-                article, error = extract_page(*args)
+        article, error = await self._run(args)
         if error is not None:
             logger.warning("extraction failed for %s\n%s", url, error.rstrip())
         return article
 
+    async def _run(self, args: tuple[Any, ...]) -> tuple[ExtractedArticle, str | None]:
+        """Return extract_page(*args), from a worker when there is a pool.
+
+        A page whose worker died is given to a new worker once; if that one dies too, the
+        page itself is what kills them (a crash in a C library, say): it is given up, as an
+        empty article, rather than extracted here, where it would take the crawl down.
+        """
+        url = args[1]
+        for attempt in (1, 2):
+            executor = self._executor()
+            if executor is None:
+                return extract_page(*args)
+            try:
+                return await asyncio.get_running_loop().run_in_executor(
+                    executor, extract_page, *args
+                )
+            except BrokenProcessPool:
+                self._restart(executor, url)
+                if attempt == 2:
+                    error = f"the extraction worker died twice on this page ({url})"
+                    return ExtractedArticle(url=url, title="", body=""), error
+        raise AssertionError("unreachable")
+
     def _restart(self, broken: Executor, url: str) -> None:
-        """Replace a pool whose worker died; the page in hand is extracted here instead.
+        """Replace a pool whose worker died.
 
         Every page the dead worker held fails the same way: only the first replaces the pool,
         and a pool already replaced is never shut down by a late failure of the old one.

@@ -181,6 +181,12 @@ class _Handler(BaseHTTPRequestHandler):
     def case_robots_ignored(self, rest: str) -> None:
         self.good_site("robots_ignored", rest)
 
+    def case_blank(self, rest: str) -> None:
+        """A list whose one post is a page of bare markup: no title, no text to extract."""
+        if rest == "list.html":
+            return self.reply(200, list_page("blank", ["/blank/content/post_1.html"]))
+        self.reply(200, b"<html><head></head><body><div><span></span></div></body></html>")
+
     def case_http500(self, rest: str) -> None:
         self.reply(500, b"<html><body>Internal Server Error</body></html>")
 

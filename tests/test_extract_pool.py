@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -228,8 +229,8 @@ def test_a_killed_idle_worker_is_replaced_and_no_page_is_lost(
             got = await pool.extract(job[0], job[1], job[2], **job[3])
             _assert_same(got, _direct(*job), f"page {number} after the kill: {job[1]}")
             assert pool.restarts == 1
-            if number == 1:  # the page that found the pool broken was extracted in process
-                assert pool.executor is None
+            if number == 1:  # the page that found the pool broken went to a new worker
+                assert pool.executor is not None
                 assert f"an extraction worker died (at {job[1]})" in caplog.text
         new = _pids(pool)
         assert len(new) == 1 and old not in new and all(_alive(pid) for pid in new)
@@ -262,7 +263,7 @@ def test_a_worker_killed_with_a_page_in_hand_loses_nothing(
         _assert_same(await held, _direct(*jobs[1]), "the page held by the killed worker")
         assert pool.restarts == 1
         assert f"an extraction worker died (at {jobs[1][1]})" in caplog.text
-        assert pool.executor is None
+        assert pool.executor is not None  # the held page was read by the new worker
         for job in jobs[2:]:
             got = await pool.extract(job[0], job[1], job[2], **job[3])
             _assert_same(got, _direct(*job), job[1])
@@ -324,6 +325,40 @@ def test_one_worker_death_is_one_restart_however_many_pages_it_held(
     with _pool(1) as pool:
         asyncio.run(_kill_with_pages_in_hand(pool, _jobs()[:6]))
         assert (pool.restarts, caplog.text.count("an extraction worker died")) == (1, 1)
+
+
+def test_a_page_two_workers_die_on_is_given_up_not_read_in_the_crawl_process(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """As if the page crashed whatever reads it: the crawl process must not read it itself."""
+    job, after = _jobs()[0], _jobs()[1]
+    caplog.set_level(logging.WARNING, logger=POOL_LOG)
+    killed: list[int] = []
+    stop = threading.Event()
+
+    def kill_two_workers(pool: ExtractionPool) -> None:
+        # A new worker runs its warm-up before it reads a page: it dies holding the page.
+        while not stop.is_set() and len(killed) < 2:
+            for pid in _pids(pool) - set(killed):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            time.sleep(0.002)
+
+    with _pool(1) as pool:
+        killer = threading.Thread(target=kill_two_workers, args=(pool,), daemon=True)
+        killer.start()
+        try:
+            given_up = asyncio.run(pool.extract(job[0], job[1], job[2], **job[3]))
+        finally:
+            stop.set()
+            killer.join(timeout=10)
+        assert len(killed) == 2 and pool.restarts == 2
+        later = asyncio.run(pool.extract(after[0], after[1], after[2], **after[3]))
+        (worker,) = _pids(pool)
+        assert worker not in killed and worker != os.getpid()
+    assert given_up == ExtractedArticle(url=job[1], title="", body="")
+    assert f"the extraction worker died twice on this page ({job[1]})" in caplog.text
+    _assert_same(later, _direct(*after), "the next page, in a third worker")
 
 
 # ----- real crawls -------------------------------------------------------------------------------

@@ -44,6 +44,11 @@ CASES = {
     "empty": ("failed", "empty page (HTTP 200 with no content)", "/empty/list.html"),
     "tags": ("failed", "page too large to parse (240004 tags", "/tags/list.html"),
     "noposts": ("failed", "list page shows no posts", "/noposts/list.html"),
+    "blank": (
+        "failed",
+        "every article page failed: no title or text could be extracted",
+        "/blank/content/post_1.html",
+    ),
     "robots": ("failed", "disallowed by robots.txt (set `robots_txt: ignore`", "/robots/list.html"),
 }
 GOOD_CASES = ("good", "robots_ignored", "charset", "links")

@@ -259,6 +259,12 @@ class SourcesSpider(scrapy.Spider):
             list_date=list_date,
             encoding=seed.encoding,
         )
+        if not article.title and not article.body:
+            # Unreadable (the extractor failed, or found nothing): not stored as an empty
+            # post. A failed article keeps the list validators unsaved, so the next cycle
+            # lists the page again and fetches this post again.
+            self._article_failed(source_id, response.url, "no title or text could be extracted")
+            return
         self.crawler.stats.inc_value(f"source/{source_id}/articles")
         yield ArticleItem(
             source_id=source_id,
@@ -286,6 +292,15 @@ class SourcesSpider(scrapy.Spider):
         for source_id, validators in self.list_validators.items():
             if not stats.get_value(f"source/{source_id}/article_errors"):
                 self.memory.save_validators(source_id, validators, now)
+
+    def _article_failed(self, source_id: str, url: str, reason: str) -> None:
+        """Record an article page that was fetched but could not be read."""
+        stats = self.crawler.stats
+        stats.inc_value(f"source/{source_id}/errors")
+        stats.inc_value(f"source/{source_id}/article_errors")
+        if stats.get_value(f"source/{source_id}/first_error") is None:
+            stats.set_value(f"source/{source_id}/first_error", f"{reason} at {url}")
+        logger.warning("source %s: article page failed: %s (%s)", source_id, reason, url)
 
     def on_error(self, failure: Failure) -> None:
         """Record a failed request against its source, with a one-line reason."""
