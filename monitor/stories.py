@@ -88,6 +88,7 @@ class StoryIndex:
     def __init__(self) -> None:
         self._lsh: MinHashLSH | None = None
         self.rows: dict[int, int] = {}
+        self._next_row = 0
         self.matrix = np.zeros((1024, NUM_PERM), dtype=np.uint64)
         self.stories: dict[int, StoryRef] = {}
         self.loaded = False
@@ -123,7 +124,8 @@ class StoryIndex:
         """Index one post's signature and its story."""
         if article_id in self.rows:
             return
-        row = len(self.rows)
+        row = self._next_row  # rows of rolled-back posts are left unused, never reassigned
+        self._next_row += 1
         if row == len(self.matrix):
             self.matrix = np.concatenate([self.matrix, np.zeros_like(self.matrix)])
         self.matrix[row] = minhash.hashvalues

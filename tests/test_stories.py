@@ -115,6 +115,11 @@ def test_rolled_back_posts_leave_the_index() -> None:
     index.rollback()
     assert index.most_similar(signature(STORY_TITLE, "\n".join(STORY)), exclude=1) is None
     assert index.story_of(2) is None and index.story_of(1) == 10
+    # A post added afterwards takes a row of its own: the first post's signature is intact.
+    index.add(
+        3, signature("开平市召开冬季安全生产工作会议", "会议强调要压实安全生产责任。" * 6), 11
+    )
+    assert index.most_similar(signature(STORY_TITLE, "\n".join(STORY)), exclude=99) == (1, 1.0)
 
 
 def test_story_and_repost_in_one_crawl_alert_once(tmp_path: Path) -> None:
