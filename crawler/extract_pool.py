@@ -26,7 +26,7 @@ from datetime import datetime
 from multiprocessing import get_context
 from typing import Any
 
-from crawler.pages.article import EXTRACTORS, GenericExtractor
+from crawler.pages.article import EXTRACTORS
 from crawler.pages.model import ExtractedArticle
 
 logger = logging.getLogger(__name__)
@@ -51,19 +51,8 @@ def extract_page(
     encoding: str | None,
 ) -> tuple[ExtractedArticle, str | None]:
     """Return the article and, if extraction failed, the traceback (for the crawl's log)."""
-    extractor = EXTRACTORS[kind]
     try:
-        if isinstance(extractor, GenericExtractor):
-            article = extractor.extract(url, html, headers, crawl_time, list_date, encoding)
-        else:
-            article = extractor(
-                url,
-                html,
-                headers,
-                crawl_time=crawl_time,
-                list_date=list_date,
-                encoding=encoding,
-            )
+        article = EXTRACTORS[kind].extract(url, html, headers, crawl_time, list_date, encoding)
         return article, None
     except Exception:  # noqa: BLE001 - a page that cannot be read is an empty article
         return ExtractedArticle(url=url, title="", body=""), traceback.format_exc()

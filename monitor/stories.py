@@ -44,15 +44,26 @@ def _permutations() -> Any:
     return MinHash(num_perm=NUM_PERM, seed=1, scheme=SCHEME).permutations
 
 
+def _minhash(hashvalues: np.ndarray | None = None) -> MinHash:
+    """Return an empty MinHash of our scheme, or one holding `hashvalues`."""
+    from datasketch import MinHash
+
+    return MinHash(
+        num_perm=NUM_PERM,
+        seed=1,
+        hashvalues=hashvalues,
+        permutations=_permutations(),
+        scheme=SCHEME,
+    )
+
+
 def signature(title: str, body: str) -> MinHash | None:
     """Return the MinHash of a post, or None when it is too short to compare."""
     text = _NOT_TEXT.sub("", normalize_text(title + "\n" + body))
     shingles = {text[i : i + SHINGLE] for i in range(max(0, len(text) - SHINGLE + 1))}
     if len(shingles) < MIN_SHINGLES:
         return None
-    from datasketch import MinHash
-
-    minhash = MinHash(num_perm=NUM_PERM, seed=1, permutations=_permutations(), scheme=SCHEME)
+    minhash = _minhash()
     minhash.update_batch([s.encode("utf-8") for s in shingles])
     return minhash
 
@@ -64,12 +75,7 @@ def to_bytes(minhash: MinHash) -> bytes:
 
 def from_bytes(data: bytes) -> MinHash:
     """Return the signature stored by `to_bytes`."""
-    from datasketch import MinHash
-
-    values = np.frombuffer(data, dtype=np.uint64).copy()
-    return MinHash(
-        num_perm=NUM_PERM, seed=1, hashvalues=values, permutations=_permutations(), scheme=SCHEME
-    )
+    return _minhash(np.frombuffer(data, dtype=np.uint64).copy())
 
 
 StoryRef = int | Story  # a stored story's id, or a Story added in the current transaction

@@ -211,7 +211,7 @@ class ReadabilityExtractor(GenericExtractor):
     anchors = ()
 
 
-EXTRACTORS: dict[str, Callable[..., ExtractedArticle]] = {
+EXTRACTORS: dict[str, GenericExtractor] = {
     kind.name: kind()
     for kind in (
         GenericExtractor,
