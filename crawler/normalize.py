@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 from functools import lru_cache
@@ -45,3 +46,9 @@ def normalize_text(text: str) -> str:
     text = strip_pinyin(text)
     text = to_simplified(text)
     return _SPACES.sub(" ", text).strip()
+
+
+def content_hash(title: str, body: str) -> str:
+    """Return the SHA-256 hex digest of the normalised title and body (a version's identity)."""
+    text = normalize_text(title) + "\n" + normalize_text(body)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import difflib
-import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from crawler.items import ArticleItem, WithdrawnItem
 from crawler.memory import next_check
 from crawler.models import Article, ArticleVersion
-from crawler.normalize import normalize_text
+from crawler.normalize import content_hash
 from crawler.urls import canonical_url
 
 Outcome = Literal["new", "changed", "unchanged"]
@@ -28,12 +27,6 @@ class StoreResult:
     outcome: Outcome
     article_id: int
     version_id: int | None
-
-
-def content_hash(title: str, body: str) -> str:
-    """Return the SHA-256 hex digest of the normalised title and body."""
-    text = normalize_text(title) + "\n" + normalize_text(body)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def body_diff(old_title: str, old_body: str, new_title: str, new_body: str) -> str:
@@ -66,9 +59,11 @@ def store_batch(
 ) -> list[StoreResult]:
     """Write `items` into the session (caller commits); return what happened to each, in order.
 
-    One query finds the stored articles of the whole batch and one flush writes it, so a
-    crawl pays a few statements per batch instead of several per article. `baseline(source_id)`
-    tells whether a source is on its first crawl (its versions are not alerted).
+    One query finds the stored articles of the whole batch. Articles seen for the first time
+    (most of a crawl's items) are written with two multi-row INSERTs and no ORM objects; the
+    others (seen again, revised, or listed twice in the batch) go through the ORM and one
+    flush. `baseline(source_id)` tells whether a source is on its first crawl (its versions
+    are not alerted).
     """
     canonicals = [canonical_url(item.url) for item in items]
     known = {
@@ -77,14 +72,117 @@ def store_batch(
             select(Article).where(Article.canonical_url.in_(set(canonicals)))
         )
     }
-    staged = [
-        _stage(session, item, canonical, known, baseline(item.source_id))
-        for item, canonical in zip(items, canonicals, strict=True)
-    ]
-    session.flush()
+    results: list[StoreResult | None] = [None] * len(items)
+    fresh: dict[str, int] = {}  # canonical URL -> index of its first item in the batch
+    for index, canonical in enumerate(canonicals):
+        if canonical not in known and canonical not in fresh:
+            fresh[canonical] = index
+    if fresh:
+        for index, result in _insert_new(session, items, fresh, baseline):
+            results[index] = result
+    rest = [index for index, result in enumerate(results) if result is None]
+    if rest:
+        repeated = {canonicals[index] for index in rest} & fresh.keys()
+        if repeated:  # a post listed twice in one batch: its second item sees the first
+            known.update(
+                (article.canonical_url, article)
+                for article in session.scalars(
+                    select(Article).where(Article.canonical_url.in_(repeated))
+                )
+            )
+        staged = [
+            (
+                index,
+                _stage(
+                    session,
+                    items[index],
+                    canonicals[index],
+                    known,
+                    baseline(items[index].source_id),
+                ),
+            )
+            for index in rest
+        ]
+        session.flush()
+        for index, (outcome, article, version) in staged:
+            results[index] = StoreResult(
+                outcome, article.id, version.id if version is not None else None
+            )
+    return [result for result in results if result is not None]
+
+
+def _insert_new(
+    session: Session,
+    items: Sequence[ArticleItem],
+    fresh: dict[str, int],
+    baseline: Callable[[str], bool],
+) -> list[tuple[int, StoreResult]]:
+    """Insert the articles never stored before and their first versions; return their results."""
+    indexes = list(fresh.values())
+    rows = []
+    versions = []
+    for canonical, index in fresh.items():
+        item = items[index]
+        fetched_at = _parse_time(item.fetched_at)
+        assert fetched_at is not None, "items carry fetched_at"
+        published_at = _parse_time(item.published_at)
+        digest = item.content_hash or content_hash(item.title, item.body)
+        rows.append(
+            {
+                "source_id": item.source_id,
+                "canonical_url": canonical,
+                "url": item.url,
+                "title": item.title,
+                "published_at": published_at,
+                "content_hash": digest,
+                "first_seen_at": fetched_at,
+                "last_seen_at": fetched_at,
+                "checks": 0,
+                "next_check_at": next_check(fetched_at, 0),
+                "list_url": item.list_url,
+            }
+        )
+        versions.append(
+            {
+                "version_no": 1,
+                "title": item.title,
+                "body": item.body,
+                "published_at": published_at,
+                "source_name": item.source_name,
+                "doc_number": item.doc_number,
+                "attachments": item.attachments,
+                "content_hash": digest,
+                "diff": None,
+                "fetched_at": fetched_at,
+                "baseline": baseline(item.source_id),
+            }
+        )
+    connection = session.connection()
+    article_ids = (
+        connection.execute(
+            insert(Article.__table__).returning(
+                Article.__table__.c.id, sort_by_parameter_order=True
+            ),
+            rows,
+        )
+        .scalars()
+        .all()
+    )
+    for version, article_id in zip(versions, article_ids, strict=True):
+        version["article_id"] = article_id
+    version_ids = (
+        connection.execute(
+            insert(ArticleVersion.__table__).returning(
+                ArticleVersion.__table__.c.id, sort_by_parameter_order=True
+            ),
+            versions,
+        )
+        .scalars()
+        .all()
+    )
     return [
-        StoreResult(outcome, article.id, version.id if version is not None else None)
-        for outcome, article, version in staged
+        (index, StoreResult("new", article_id, version_id))
+        for index, article_id, version_id in zip(indexes, article_ids, version_ids, strict=True)
     ]
 
 
@@ -99,7 +197,7 @@ def _stage(
     fetched_at = _parse_time(item.fetched_at)
     assert fetched_at is not None, "items carry fetched_at"
     published_at = _parse_time(item.published_at)
-    digest = content_hash(item.title, item.body)
+    digest = item.content_hash or content_hash(item.title, item.body)
     article = known.get(canonical)
     if article is not None and article.content_hash == digest:
         _seen_again(article, item, fetched_at, checks=article.checks + 1)
