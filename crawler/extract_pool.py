@@ -1,15 +1,21 @@
-"""Article extraction off the reactor thread: worker processes, so parsing uses another core.
+"""Page reading off the reactor thread: worker processes, so parsing uses another core.
 
-A crawl's own thread downloads, schedules and stores; extracting an article page (lxml parse,
-cleaning, dates) is pure CPU work of about 2 ms a page, which in one process stalls the
-downloads. With `EXTRACT_WORKERS` > 0 (default: 1 on a machine with more than one core,
-0 on one core) pages are extracted in that many worker processes.
+A crawl's own thread downloads, schedules and stores; reading a page (lxml parse, cleaning,
+dates, the content hash; list pages too) is pure CPU work of about 2 ms a page, which in one
+process stalls the downloads. With `EXTRACT_WORKERS` > 0 (default: 1 on a machine with more
+than one core, 0 on one core) pages are read in that many worker processes.
 
-Workers are started with "spawn" (never fork a process running a reactor and threads) and
-belong to the crawl's process group, so the daemon's time limit kills them with the crawl.
-A worker that dies (killed, out of memory, a crash in a C library) loses nothing: the pool
-is started again and the pages it held go to the new worker; a page on which two workers
-die is given up as unreadable (the crawl records it as a failed article, and the next cycle
+Each worker is `python -m crawler.extract_worker`, started with a socket to the crawl and
+nothing else (never a fork of a process running a reactor and threads). The crawl's event
+loop writes pages to the socket and reads the answers from it like any other connection: no
+threads, no locks, one write and one read per page. Pages and answers are pickled, each
+framed by its length. Workers belong to the crawl's process group, so the daemon's time
+limit kills them with the crawl, and a worker whose crawl is gone reads the end of its
+socket and exits.
+
+A worker that dies (killed, out of memory, a crash in a C library) loses nothing: a new
+worker is started and the pages the dead one held go to it; a page on which two workers die
+is given up as unreadable (the crawl records it as a failed article, and the next cycle
 fetches it again).
 """
 
@@ -18,16 +24,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import pickle
+import re
+import signal
+import socket
+import struct
+import subprocess
+import sys
 import traceback
-from collections.abc import Mapping
-from concurrent.futures import Executor, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from multiprocessing import get_context
-from typing import Any
+from typing import Any, cast
 
+from crawler.normalize import content_hash
 from crawler.pages.article import EXTRACTORS
-from crawler.pages.model import ExtractedArticle
+from crawler.pages.listing import parse_list_strict
+from crawler.pages.model import ExtractedArticle, ListPage
 
 logger = logging.getLogger(__name__)
 
@@ -49,38 +61,181 @@ def extract_page(
     crawl_time: datetime,
     list_date: datetime | None,
     encoding: str | None,
-) -> tuple[ExtractedArticle, str | None]:
-    """Return the article and, if extraction failed, the traceback (for the crawl's log)."""
+) -> tuple[ExtractedArticle, str | None, str | None]:
+    """Return the article, its content hash, and the traceback if extraction failed.
+
+    The hash (crawler.normalize.content_hash) is taken here, on the worker's core, so that
+    the crawl process does not normalise every article again to store it.
+    """
     try:
         article = EXTRACTORS[kind].extract(url, html, headers, crawl_time, list_date, encoding)
-        return article, None
+        return article, content_hash(article.title, article.body), None
     except Exception:  # noqa: BLE001 - a page that cannot be read is an empty article
-        return ExtractedArticle(url=url, title="", body=""), traceback.format_exc()
+        return ExtractedArticle(url=url, title="", body=""), None, traceback.format_exc()
+
+
+def read_list(
+    url: str, html: bytes, headers: Mapping[str, str], options: Mapping[str, Any]
+) -> tuple[ListPage, str | None]:
+    """Return a column list page's posts and further pages, and the traceback if reading failed.
+
+    A bad `article_pattern` or `list_pattern` (re.error) is raised, as by parse_list.
+    """
+    try:
+        page = parse_list_strict(
+            url,
+            html,
+            headers,
+            options["article_pattern"],
+            options.get("list_pattern"),
+            options.get("encoding"),
+            options.get("crawl_time"),
+        )
+        return page, None
+    except re.error:
+        raise
+    except Exception:  # noqa: BLE001 - a list that cannot be read shows no posts
+        return ListPage(url=url), traceback.format_exc()
 
 
 def _warm_up() -> None:
     """Import and build what extraction needs once per worker, not on its first page."""
     page = b"<html><body><p>x</p></body></html>"
     extract_page("generic", "http://127.0.0.1/", page, {}, datetime(2000, 1, 1), None, None)
+    read_list(
+        "http://127.0.0.1/",
+        page,
+        {},
+        {"article_pattern": "x", "list_pattern": None, "encoding": None, "crawl_time": None},
+    )
+
+
+class _Job:
+    """One page sent to a worker: its frame (kept to send again), its answer, its attempts."""
+
+    __slots__ = ("attempt", "frame", "future", "name", "url")
+
+    def __init__(self, frame: bytes, future: asyncio.Future[Any], name: str, url: str) -> None:
+        self.frame = frame
+        self.future = future
+        self.name = name
+        self.url = url
+        self.attempt = 1
+
+
+class _Worker(asyncio.Protocol):
+    """One worker process, its end of the socket, and the jobs it holds."""
+
+    def __init__(self, pool: ExtractionPool, loop: asyncio.AbstractEventLoop) -> None:
+        self.pool = pool
+        self.loop = loop
+        self.jobs: dict[int, _Job] = {}
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.queued: list[bytes] = []  # frames written before the connection is made
+        self.dead = False
+        self.closing = False  # closed by the pool: its end is no death
+        ours, theirs = socket.socketpair()
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(path for path in sys.path if path)
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "crawler.extract_worker", str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+                env=env,
+            )
+        finally:
+            theirs.close()
+        self.pid = self.process.pid
+        self.socket = ours
+        self.connecting = loop.create_task(
+            loop.create_unix_connection(lambda: self, sock=ours),
+            name=f"extraction worker {self.pid}",
+        )
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Send the frames queued while connecting."""
+        self.transport = cast(asyncio.Transport, transport)
+        if self.queued:
+            self.transport.writelines(self.queued)
+            self.queued.clear()
+
+    def send(self, job_id: int, job: _Job) -> None:
+        """Hand one job to this worker."""
+        self.jobs[job_id] = job
+        if self.transport is None:
+            self.queued.append(job.frame)
+        else:
+            self.transport.write(job.frame)
+
+    def data_received(self, data: bytes) -> None:
+        """Settle the jobs whose answers are complete in the buffer."""
+        buffer = self.buffer
+        buffer += data
+        while len(buffer) >= _HEADER.size:
+            (size,) = _HEADER.unpack_from(buffer)
+            end = _HEADER.size + size
+            if len(buffer) < end:
+                break
+            job_id, ok, value = pickle.loads(memoryview(buffer)[_HEADER.size : end])
+            del buffer[:end]
+            job = self.jobs.pop(job_id, None)
+            if job is not None and not job.future.done():
+                if ok:
+                    job.future.set_result(value)
+                else:
+                    job.future.set_exception(value)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """The worker died (or was closed): hand its jobs back to the pool."""
+        self.dead = True
+        if self.closing:
+            return
+        if self.process.poll() is None:  # its socket broke, yet it runs: end it
+            self.process.kill()
+            self.process.wait(timeout=5)
+        self.pool._worker_died(self)
+
+    def close(self) -> None:
+        """Stop the worker: close its socket and kill it; its jobs are dropped."""
+        self.dead = self.closing = True
+        if not self.loop.is_closed():
+            self.connecting.cancel()
+            if self.transport is not None:
+                self.transport.abort()
+        self.socket.close()
+        if self.process.poll() is None:
+            self.process.kill()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            logger.warning("extraction worker %d did not stop", self.pid)
 
 
 class ExtractionPool:
-    """Extract article pages in worker processes (or in this process when `workers` is 0)."""
+    """Read pages in worker processes (or in this process when `workers` is 0)."""
 
     def __init__(self, workers: int) -> None:
         self.workers = max(0, workers)
-        self.executor: Executor | None = None
+        self.running: list[_Worker] = []
         self.restarts = 0
+        self._next_id = 0
+        self._closed = False
 
-    def _executor(self) -> Executor | None:
-        if self.workers and self.executor is None:
-            self.executor = ProcessPoolExecutor(
-                self.workers, mp_context=get_context("spawn"), initializer=_warm_up
-            )
-        return self.executor
+    def pids(self) -> set[int]:
+        """Return the process ids of the running workers (none before the first page)."""
+        return {worker.pid for worker in self.running if not worker.dead}
 
     async def extract(self, kind: str, url: str, html: bytes, **options: Any) -> ExtractedArticle:
         """Return the extracted article at `url`; failures are logged and give an empty one."""
+        article, _digest = await self.extract_hashed(kind, url, html, **options)
+        return article
+
+    async def extract_hashed(
+        self, kind: str, url: str, html: bytes, **options: Any
+    ) -> tuple[ExtractedArticle, str | None]:
+        """Return the extracted article at `url` and its content hash (None when it failed)."""
         args = (
             kind,
             url,
@@ -90,49 +245,114 @@ class ExtractionPool:
             options.get("list_date"),
             options.get("encoding"),
         )
-        article, error = await self._run(args)
+        article, digest, error = await self._run("extract", args, url)
         if error is not None:
             logger.warning("extraction failed for %s\n%s", url, error.rstrip())
-        return article
+        return article, digest
 
-    async def _run(self, args: tuple[Any, ...]) -> tuple[ExtractedArticle, str | None]:
-        """Return extract_page(*args), from a worker when there is a pool.
+    async def read_list(
+        self, url: str, html: bytes, headers: Mapping[str, str], **options: Any
+    ) -> ListPage:
+        """Return the posts and further pages of a column list page (crawler.pages.listing).
+
+        A page that cannot be read is logged and shows no posts; a bad pattern raises re.error.
+        """
+        page, error = await self._run("list", (url, html, dict(headers), options), url)
+        if error is not None:
+            logger.warning("list parsing failed for %s\n%s", url, error.rstrip())
+        return page
+
+    async def _run(self, name: str, args: tuple[Any, ...], url: str) -> Any:
+        """Return FUNCTIONS[name](*args), from a worker when there is a pool."""
+        if not self.workers:
+            return FUNCTIONS[name](*args)
+        loop = asyncio.get_running_loop()
+        self._next_id += 1
+        job_id = self._next_id
+        payload = pickle.dumps((job_id, name, args), pickle.HIGHEST_PROTOCOL)
+        job = _Job(_HEADER.pack(len(payload)) + payload, loop.create_future(), name, url)
+        self._worker(loop).send(job_id, job)
+        return await job.future
+
+    def _worker(self, loop: asyncio.AbstractEventLoop) -> _Worker:
+        """Return the live worker holding the fewest jobs, starting workers as needed."""
+        if any(worker.loop is not loop for worker in self.running):
+            # A pool used from another event loop (tests call asyncio.run more than once):
+            # the old loop's connections are gone with it.
+            for worker in self.running:
+                worker.close()
+            self.running = []
+        self.running = [worker for worker in self.running if not worker.dead]
+        while len(self.running) < self.workers:
+            self.running.append(_Worker(self, loop))
+        return min(self.running, key=lambda worker: len(worker.jobs))
+
+    def _worker_died(self, dead: _Worker) -> None:
+        """Start a new worker for the jobs of a dead one; give up those that already had two.
 
         A page whose worker died is given to a new worker once; if that one dies too, the
         page itself is what kills them (a crash in a C library, say): it is given up, as an
-        empty article, rather than extracted here, where it would take the crawl down.
+        empty article or list, rather than read here, where it would take the crawl down.
         """
-        url = args[1]
-        for attempt in (1, 2):
-            executor = self._executor()
-            if executor is None:
-                return extract_page(*args)
-            try:
-                return await asyncio.get_running_loop().run_in_executor(
-                    executor, extract_page, *args
-                )
-            except BrokenProcessPool:
-                self._restart(executor, url)
-                if attempt == 2:
-                    error = f"the extraction worker died twice on this page ({url})"
-                    return ExtractedArticle(url=url, title="", body=""), error
-        raise AssertionError("unreachable")
-
-    def _restart(self, broken: Executor, url: str) -> None:
-        """Replace a pool whose worker died.
-
-        Every page the dead worker held fails the same way: only the first replaces the pool,
-        and a pool already replaced is never shut down by a late failure of the old one.
-        """
-        if self.executor is not broken:
+        if dead in self.running:
+            self.running.remove(dead)
+        jobs = [(job_id, job) for job_id, job in dead.jobs.items() if not job.future.done()]
+        dead.jobs.clear()
+        if self._closed:
             return
-        self.executor = None
         self.restarts += 1
-        logger.warning("an extraction worker died (at %s); starting a new one", url)
-        broken.shutdown(wait=False, cancel_futures=True)
+        logger.warning(
+            "an extraction worker died (at %s); starting a new one",
+            jobs[0][1].url if jobs else "no page",
+        )
+        for job_id, job in jobs:
+            if job.attempt == 2:
+                error = f"the extraction worker died twice on this page ({job.url})"
+                job.future.set_result(_given_up(job.name, job.url, error))
+                continue
+            job.attempt = 2
+            self._worker(dead.loop).send(job_id, job)
 
     def close(self) -> None:
-        """Stop the workers (pages still queued are not extracted)."""
-        if self.executor is not None:
-            self.executor.shutdown(wait=False, cancel_futures=True)
-            self.executor = None
+        """Stop the workers (pages still queued are not read)."""
+        self._closed = True
+        for worker in self.running:
+            worker.close()
+        self.running = []
+
+
+def _given_up(name: str, url: str, error: str) -> Any:
+    """Return the answer of a page given up: an empty list page or an empty article."""
+    if name == "list":
+        return ListPage(url=url), error
+    return ExtractedArticle(url=url, title="", body=""), None, error
+
+
+FUNCTIONS: dict[str, Callable[..., Any]] = {"extract": extract_page, "list": read_list}
+_HEADER = struct.Struct("!I")
+
+
+def serve(fd: int) -> None:
+    """Answer the jobs that arrive on socket `fd` until it is closed (the worker's main loop)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the crawl's to handle
+    _warm_up()
+    with socket.socket(fileno=fd) as sock, sock.makefile("rb") as incoming:
+        while True:
+            header = incoming.read(_HEADER.size)
+            if len(header) < _HEADER.size:
+                return  # the crawl closed its end, or is gone
+            (size,) = _HEADER.unpack(header)
+            frame = incoming.read(size)
+            if len(frame) < size:
+                return
+            job_id, name, args = pickle.loads(frame)
+            try:
+                answer = (job_id, True, FUNCTIONS[name](*args))
+            except Exception as exc:  # noqa: BLE001 - sent back, raised where it was asked
+                answer = (job_id, False, exc)
+            try:
+                payload = pickle.dumps(answer, pickle.HIGHEST_PROTOCOL)
+            except Exception as exc:  # noqa: BLE001 - an answer that cannot cross the socket
+                failure = RuntimeError(f"unpicklable answer: {type(exc).__name__}: {exc}")
+                payload = pickle.dumps((job_id, False, failure), pickle.HIGHEST_PROTOCOL)
+            sock.sendall(_HEADER.pack(len(payload)) + payload)

@@ -83,8 +83,7 @@ def _assert_same(got: ExtractedArticle, want: ExtractedArticle, what: str) -> No
 
 def _pids(pool: ExtractionPool) -> set[int]:
     """Return the pids of the pool's worker processes (none before its first page)."""
-    executor = pool.executor
-    return set(getattr(executor, "_processes", None) or {}) if executor is not None else set()
+    return pool.pids()
 
 
 def _alive(pid: int) -> bool:
@@ -124,7 +123,7 @@ def test_worker_gives_the_same_article_as_in_process_for_every_corpus_page(
 
     with _pool(0) as in_process:
         local = asyncio.run(extract_all(in_process, together=False))
-        assert in_process.executor is None
+        assert not in_process.pids()
     with _pool(1) as pool:
         pooled = asyncio.run(extract_all(pool, together=True))
         workers = _pids(pool)
@@ -230,7 +229,7 @@ def test_a_killed_idle_worker_is_replaced_and_no_page_is_lost(
             _assert_same(got, _direct(*job), f"page {number} after the kill: {job[1]}")
             assert pool.restarts == 1
             if number == 1:  # the page that found the pool broken went to a new worker
-                assert pool.executor is not None
+                assert pool.pids()
                 assert f"an extraction worker died (at {job[1]})" in caplog.text
         new = _pids(pool)
         assert len(new) == 1 and old not in new and all(_alive(pid) for pid in new)
@@ -263,7 +262,7 @@ def test_a_worker_killed_with_a_page_in_hand_loses_nothing(
         _assert_same(await held, _direct(*jobs[1]), "the page held by the killed worker")
         assert pool.restarts == 1
         assert f"an extraction worker died (at {jobs[1][1]})" in caplog.text
-        assert pool.executor is not None  # the held page was read by the new worker
+        assert pool.pids()  # the held page was read by the new worker
         for job in jobs[2:]:
             got = await pool.extract(job[0], job[1], job[2], **job[3])
             _assert_same(got, _direct(*job), job[1])
@@ -385,18 +384,17 @@ def _group(pgid: int) -> set[int]:
     return {pid for pid, (_, group, _) in _processes().items() if group == pgid}
 
 
-def _multiprocessing_children(pid: int) -> dict[int, tuple[int, str]]:
-    """Return {pid: (process group, command line)} of the live multiprocessing children of
-    `pid`: extraction workers ("--multiprocessing-fork") and multiprocessing's resource tracker."""
+def _worker_children(pid: int) -> dict[int, tuple[int, str]]:
+    """Return {pid: (process group, command line)} of the live extraction workers of `pid`."""
     return {
         child: (group, cmdline)
         for child, (ppid, group, cmdline) in _processes().items()
-        if ppid == pid and "multiprocessing" in cmdline
+        if ppid == pid and "crawler.extract_worker" in cmdline
     }
 
 
 def _workers(children: dict[int, tuple[int, str]]) -> set[int]:
-    return {pid for pid, (_, cmdline) in children.items() if "--multiprocessing-fork" in cmdline}
+    return set(children)
 
 
 def _start_crawl(
@@ -426,14 +424,14 @@ def _crawl_watching_children(
     sources: list[str],
     **settings: Any,
 ) -> tuple[int, dict[int, tuple[int, str]]]:
-    """Run one crawl to a normal end; return its pid and the multiprocessing children it had
+    """Run one crawl to a normal end; return its pid and the extraction workers it had
     meanwhile, after checking that none of them, nor anything else of its group, is left."""
     crawl = _start_crawl(replay, env, log_file, sources, **settings)
     seen: dict[int, tuple[int, str]] = {}
     try:
         deadline = time.monotonic() + 60
         while crawl.poll() is None and time.monotonic() < deadline:
-            seen |= _multiprocessing_children(crawl.pid)
+            seen |= _worker_children(crawl.pid)
             time.sleep(0.02)
         assert crawl.poll() is not None, "the crawl did not end within 60 s"
         stderr = crawl.stderr.read().decode("utf-8", "replace") if crawl.stderr else ""
@@ -520,7 +518,7 @@ def test_no_worker_outlives_its_crawl_when_the_group_is_killed(tmp_path: Path) -
                 return log.count("Scraped from <200 ")
 
             wait_until(lambda: scraped() >= 3, timeout=60, what="3 extracted posts", every=0.05)
-            children = _multiprocessing_children(crawl.pid)
+            children = _worker_children(crawl.pid)
             workers = _workers(children)
             assert len(workers) == 1, children
             # Started with "spawn" but not in a session of their own: in the crawl's group.

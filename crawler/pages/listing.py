@@ -221,7 +221,9 @@ def parse_list(
 ) -> ListPage:
     """Return the posts a column list page links to, in page order, and its further list pages."""
     try:
-        return _parse_list(url, html, headers, article_pattern, list_pattern, encoding, crawl_time)
+        return parse_list_strict(
+            url, html, headers, article_pattern, list_pattern, encoding, crawl_time
+        )
     except re.error:
         raise
     except Exception:
@@ -229,7 +231,7 @@ def parse_list(
         return ListPage(url=url)
 
 
-def _parse_list(
+def parse_list_strict(
     url: str,
     html: bytes,
     headers: Mapping[str, Any] | None,
@@ -238,7 +240,7 @@ def _parse_list(
     encoding: str | None,
     crawl_time: datetime | None,
 ) -> ListPage:
-    """Return the ListPage of `html` (see parse_list), letting unexpected errors propagate."""
+    """Return the ListPage of `html` (see parse_list), letting every error propagate."""
     article_re = re.compile(article_pattern)
     list_re = re.compile(list_pattern) if list_pattern else None
     text, _ = decode_html(html or b"", headers, encoding)

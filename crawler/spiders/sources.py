@@ -25,7 +25,6 @@ from crawler.items import ArticleItem, WithdrawnItem
 from crawler.linkpolicy import allowed_links
 from crawler.memory import CrawlMemory, title_changed
 from crawler.middlewares import describe_failure
-from crawler.pages.listing import parse_list
 from crawler.seeds import Seed, effective_seed, load_seeds
 from crawler.urls import canonical_url
 
@@ -174,8 +173,11 @@ class SourcesSpider(scrapy.Spider):
             meta=meta,
         )
 
-    def parse_list(self, response: Response, source_id: str, depth: int) -> Any:
-        """Follow the articles and further pages of one column list page."""
+    async def parse_list(self, response: Response, source_id: str, depth: int) -> Any:
+        """Follow the articles and further pages of one column list page.
+
+        The page is read in the extraction worker (like article pages), off the reactor.
+        """
         seed = self.seeds[source_id]
         stats = self.crawler.stats
         stats.inc_value(f"source/{source_id}/list_pages")
@@ -190,7 +192,7 @@ class SourcesSpider(scrapy.Spider):
             # The plain probe saw a change: render the list in the browser this time.
             yield self._list_request(seed, response.url, depth, conditional=False)
             return
-        page = parse_list(
+        page = await self.extraction.read_list(
             response.url,
             response.body,
             _headers(response),
@@ -208,7 +210,10 @@ class SourcesSpider(scrapy.Spider):
         for canonical, entry in shown.items():
             if canonical not in known or title_changed(entry.title, known[canonical]):
                 yield self._article_request(seed, entry.url, response.url, entry.published_at)
-        yield from self._withdrawn_from_list(source_id, response.url, page.entries, set(shown))
+        for withdrawn in self._withdrawn_from_list(
+            source_id, response.url, page.entries, set(shown)
+        ):
+            yield withdrawn
         # Walk the column one page at a time, so that the walk can stop at the first page
         # whose posts are all known; `max_pages` bounds it (the backfill depth).
         if depth < seed.max_pages and (not shown or len(known) < len(shown)):
@@ -250,7 +255,7 @@ class SourcesSpider(scrapy.Spider):
             return
         seed = self.seeds[source_id]
         now = datetime.now(UTC)
-        article = await self.extraction.extract(
+        article, digest = await self.extraction.extract_hashed(
             seed.extractor,
             response.url,
             response.body,
@@ -280,6 +285,7 @@ class SourcesSpider(scrapy.Spider):
             fetched_at=now.isoformat(),
             http_status=response.status,
             list_url=list_url,
+            content_hash=digest,
         )
 
     def closed(self, reason: str) -> None:
