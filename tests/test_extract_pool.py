@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -22,9 +23,11 @@ import yaml
 
 from crawler.extract_pool import ExtractionPool
 from crawler.migrate import upgrade
+from crawler.normalize import content_hash
 from crawler.pages.article import EXTRACTORS
 from crawler.pages.dates import CST
-from crawler.pages.model import ExtractedArticle
+from crawler.pages.listing import parse_list
+from crawler.pages.model import ExtractedArticle, ListPage
 from replay.server import ReplayServer
 from tests.e2e import crawl_argv, monitor_env, start_crawl
 from tests.world import query, wait_until
@@ -536,3 +539,76 @@ def test_no_worker_outlives_its_crawl_when_the_group_is_killed(tmp_path: Path) -
         finally:
             _kill_group(crawl)
     assert "Spider closed" not in log_file.read_text(encoding="utf-8")  # killed mid-crawl
+
+
+# ----- list pages and content hashes in the worker ---------------------------------------------
+
+LIST_PAGES = Path(__file__).parent / "pages"
+LIST_JOBS = [
+    (
+        "http://www.kaiping.gov.cn/kpskgsj/zwgk/dwdt/index.html",
+        "kaiping_list_index.html",
+        {"Content-Type": "text/html; charset=utf-8"},
+        {
+            "article_pattern": r"/kpskgsj/zwgk/dwdt/content/post_\d+\.html$",
+            "list_pattern": r"/kpskgsj/zwgk/dwdt/index_\d+\.html$",
+        },
+    ),
+    (
+        "http://www.example.gov.cn/gzdt/index.html",
+        "trs_list_index.html",
+        {},
+        {"article_pattern": r"/t\d{8}_\d+\.html$", "list_pattern": r"/gzdt/index_\d+\.html$"},
+    ),
+    (
+        "http://www.kaiping.gov.cn/gkmlpt/api/all/1",
+        "gkmlpt_list.json",
+        {"Content-Type": "application/json"},
+        {"article_pattern": r"kaiping\.gov\.cn/gkmlpt/content/\d+/\d+/post_\d+\.html$"},
+    ),
+]
+
+
+def test_list_pages_read_in_a_worker_are_the_pages_read_in_process() -> None:
+    async def read_all(pool: ExtractionPool) -> list[ListPage]:
+        return list(
+            await asyncio.gather(
+                *(
+                    pool.read_list(url, (LIST_PAGES / name).read_bytes(), headers, **options)
+                    for url, name, headers, options in LIST_JOBS
+                )
+            )
+        )
+
+    want = [
+        parse_list(url, (LIST_PAGES / name).read_bytes(), headers, **options)
+        for url, name, headers, options in LIST_JOBS
+    ]
+    assert all(page.entries for page in want)
+    with _pool(1) as pool:
+        assert asyncio.run(read_all(pool)) == want
+        assert len(pool.pids()) == 1
+    with _pool(0) as in_process:
+        assert asyncio.run(read_all(in_process)) == want
+
+
+def test_a_bad_list_pattern_raises_from_the_worker_as_in_process() -> None:
+    url, name, headers, _ = LIST_JOBS[0]
+    html = (LIST_PAGES / name).read_bytes()
+    with _pool(1) as pool:
+        with pytest.raises(re.error):
+            asyncio.run(pool.read_list(url, html, headers, article_pattern="post_(\\d+"))
+        assert pool.restarts == 0  # an error raised in a worker does not break it
+
+
+def test_the_worker_hashes_articles_as_the_store_does() -> None:
+    jobs = _jobs()[:6]
+
+    async def hashed(pool: ExtractionPool) -> list[tuple[ExtractedArticle, str | None]]:
+        return [await pool.extract_hashed(k, u, h, **o) for k, u, h, o in jobs]
+
+    with _pool(1) as pool:
+        got = asyncio.run(hashed(pool))
+    for job, (article, digest) in zip(jobs, got, strict=True):
+        _assert_same(article, _direct(*job), job[1])
+        assert digest == content_hash(article.title, article.body), job[1]
