@@ -158,6 +158,7 @@ def test_chromium_is_installed() -> None:
         (412, b"<html><head><script src='/x.js'></script></head><body></body></html>", True),
         (521, b"<script>document.cookie='__jsl=1';location.href=location.href</script>", True),
         (200, b"<script>document.cookie='c=1';location.reload()</script>", True),
+        (200, b"<SCRIPT>Document.Cookie = 'c=1'; Location.Replace('/')</SCRIPT>", True),
         (200, article_html("plain", 1001).encode(), False),
         (200, list_html("plain", [1001, 1002]).encode(), False),
         (202, b"accepted", False),
