@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, bindparam, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from crawler.models import Article, HttpValidator
@@ -31,6 +31,19 @@ REVISIT_AFTER: tuple[timedelta, ...] = (
 )
 MAX_REVISITS_PER_SOURCE = 50
 CST = ZoneInfo("Asia/Shanghai")
+
+# The two look-ups of every list page, built once (building a statement costs more than
+# SQLite takes to answer it).
+_KNOWN = select(Article.canonical_url, Article.title).where(
+    Article.canonical_url.in_(bindparam("urls", expanding=True))
+)
+_LISTED_BETWEEN = select(Article.url, Article.canonical_url, Article.published_at).where(
+    Article.source_id == bindparam("source_id"),
+    Article.list_url == bindparam("list_url"),
+    Article.withdrawn_at.is_(None),
+    Article.published_at >= bindparam("after", type_=Article.published_at.type),
+    Article.published_at < bindparam("before", type_=Article.published_at.type),
+)
 
 
 def next_check(fetched_at: datetime, checks: int) -> datetime | None:
@@ -73,11 +86,7 @@ class CrawlMemory:
         if not wanted:
             return {}
         with self.engine.connect() as connection:
-            rows = connection.execute(
-                select(Article.canonical_url, Article.title).where(
-                    Article.canonical_url.in_(wanted)
-                )
-            )
+            rows = connection.execute(_KNOWN, {"urls": wanted})
             return {canonical: title for canonical, title in rows}
 
     def due_revisits(self, source_id: str, now: datetime) -> list[tuple[str, str | None]]:
@@ -115,13 +124,8 @@ class CrawlMemory:
             return []
         with self.engine.connect() as connection:
             rows = connection.execute(
-                select(Article.url, Article.canonical_url, Article.published_at).where(
-                    Article.source_id == source_id,
-                    Article.list_url == list_url,
-                    Article.withdrawn_at.is_(None),
-                    Article.published_at >= after,
-                    Article.published_at < before,
-                )
+                _LISTED_BETWEEN,
+                {"source_id": source_id, "list_url": list_url, "after": after, "before": before},
             ).all()
         gone = []
         for url, canonical, published_at in rows:
