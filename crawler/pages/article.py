@@ -23,7 +23,7 @@ from crawler.pages.container import (
     find_by_readability,
 )
 from crawler.pages.dates import match_date
-from crawler.pages.document import base_url, meta_tags, parse_html
+from crawler.pages.document import ElementRow, base_url, element_rows, meta_tags, parse_html
 from crawler.pages.encoding import decode_html
 from crawler.pages.fields import (
     description_line,
@@ -106,9 +106,12 @@ class GenericExtractor:
             log.warning("extraction failed for %s", url, exc_info=True)
             return ExtractedArticle(url=url, title="", body="")
 
-    def find_body(self, root: HtmlElement) -> Body | None:
-        """Return the body container chosen by this kind's anchors, else by readability."""
-        body = find_by_anchors(root, self.anchors) if self.anchors else None
+    def find_body(self, root: HtmlElement, rows: list[ElementRow] | None = None) -> Body | None:
+        """Return the body container chosen by this kind's anchors, else by readability.
+
+        `rows` are the page's `element_rows`, when already read.
+        """
+        body = find_by_anchors(root, self.anchors, rows) if self.anchors else None
         if body is None and self.use_readability:
             body = find_by_readability(root)
         return body
@@ -129,16 +132,18 @@ class GenericExtractor:
             return ExtractedArticle(url=url, title="", body="")
         meta = meta_tags(root)
         drop_invisible(root)
-        title = find_title(meta, root)
+        # The tree keeps its elements and their classes and ids from here on.
+        rows = element_rows(root)
+        title = find_title(meta, root, rows)
         page = root.find("body")
         page = page if page is not None else root
-        body = self.find_body(root) or Body([page], "page")
+        body = self.find_body(root, rows) or Body([page], "page")
         attachments = (
             find_attachments(root, base_url(root, url), body.containers)
             if may_have_attachments(text)
             else []
         )
-        chrome = chrome_elements(root, body.containers)
+        chrome = chrome_elements(root, body.containers, rows)
         lines = text_lines(
             page,
             body.containers,
@@ -158,7 +163,7 @@ class GenericExtractor:
             title=title,
             body="\n".join(paragraphs),
             published_at=find_published(evidence, url, list_date=list_date, crawl_time=crawl_time),
-            source=find_source(meta, info_lines, root),
+            source=find_source(meta, info_lines, root, rows),
             attachments=attachments,
             doc_number=find_doc_number(title, info_lines, leading),
             description=find_description(meta, [*leading, *head]),

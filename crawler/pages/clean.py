@@ -11,9 +11,11 @@ import re
 from enum import Enum
 from functools import lru_cache
 
+from lxml import etree
 from lxml.html import HtmlElement
 
 from crawler.normalize import normalize_text
+from crawler.pages.document import ElementRow
 
 # --- elements -------------------------------------------------------------------------------
 
@@ -22,7 +24,7 @@ _HIDDEN_STYLE = re.compile(
     r"|(?:left|top)\s*:\s*-\d{3,}px)",
     re.IGNORECASE,
 )
-_HIDDEN_XPATH = (
+_HIDDEN_XPATH = etree.XPath(
     "//*[@hidden] | //*[@style] | //thead[not(ancestor::table)] | //tbody[not(ancestor::table)]"
 )
 
@@ -50,12 +52,30 @@ _BOILERPLATE_ATTR = re.compile(
     re.IGNORECASE,
 )
 _BOILERPLATE_TAGS = frozenset(("nav", "footer", "aside", "form"))
-_CHROME_XPATH = "//*[@class or @id] | //nav | //footer | //aside | //form"
+_CHROME_XPATH = etree.XPath("//*[@class or @id] | //nav | //footer | //aside | //form")
+
+
+# The attributes themselves are found much faster than the elements that have them.
+_HIDDEN_ATTR_XPATH = etree.XPath("//@hidden | //@style")
+
+
+def _hidden_candidates(root: HtmlElement) -> list[HtmlElement]:
+    """Return the elements `_HIDDEN_XPATH` selects, in page order."""
+    if next(root.getroottree().getroot().iter("thead", "tbody"), None) is not None:
+        return _HIDDEN_XPATH(root)
+    found: list[HtmlElement] = []
+    last = None
+    for attribute in _HIDDEN_ATTR_XPATH(root):
+        element = attribute.getparent()
+        if element is not last:
+            found.append(element)
+            last = element
+    return found
 
 
 def drop_invisible(root: HtmlElement) -> None:
     """Remove hidden elements and stray <thead>/<tbody> outside tables (signs of injected spam)."""
-    for element in list(root.xpath(_HIDDEN_XPATH)):
+    for element in _hidden_candidates(root):
         if element.tag in ("thead", "tbody") or element.get("hidden") is not None:
             _drop(element)
             continue
@@ -88,7 +108,20 @@ def _drop(element: HtmlElement) -> None:
 def boilerplate_attr(element: HtmlElement) -> bool:
     """Return True when the class or id of `element` names a navigation or decoration block."""
     attrs = f"{element.get('class') or ''} {element.get('id') or ''}".strip()
-    return bool(attrs) and bool(_BOILERPLATE_ATTR.search(attrs))
+    return bool(attrs) and _boilerplate_attrs(attrs)
+
+
+def _boilerplate_attrs(attrs: str) -> bool:
+    """Return True when a non-empty `class id` string names a navigation or decoration block."""
+    if len(attrs) > 200:
+        return _BOILERPLATE_ATTR.search(attrs) is not None
+    return _boilerplate_attrs_cached(attrs)
+
+
+@lru_cache(maxsize=8192)
+def _boilerplate_attrs_cached(attrs: str) -> bool:
+    """Return `_boilerplate_attrs(attrs)` for a short string, cached: page templates repeat them."""
+    return _BOILERPLATE_ATTR.search(attrs) is not None
 
 
 def link_density(element: HtmlElement) -> float:
@@ -100,24 +133,43 @@ def link_density(element: HtmlElement) -> float:
     return min(1.0, linked / total)
 
 
-def chrome_elements(root: HtmlElement, containers: list[HtmlElement]) -> list[HtmlElement]:
-    """Return navigation, share, print, related and footer blocks, never the body or its ancestors."""
+def chrome_elements(
+    root: HtmlElement, containers: list[HtmlElement], rows: list[ElementRow] | None = None
+) -> list[HtmlElement]:
+    """Return navigation, share, print, related and footer blocks, never the body or its ancestors.
+
+    `rows` are the page's `element_rows`, when already read.
+    """
     protected: set[HtmlElement] = set()
-    inside: set[HtmlElement] = set()
     for container in containers:
         protected.add(container)
         protected.update(container.iterancestors())
-        inside.update(container.iterdescendants())
+    container_set = set(containers)
+    if rows is None:
+        rows = [(e, e.tag, e.get("class"), e.get("id")) for e in _CHROME_XPATH(root)]
     found = []
-    for element in root.xpath(_CHROME_XPATH):
-        if not isinstance(element.tag, str) or element in protected:
+    for element, tag, classes, element_id in rows:
+        if classes is None and element_id is None and tag not in _BOILERPLATE_TAGS:
             continue
-        if element.tag not in _BOILERPLATE_TAGS and not boilerplate_attr(element):
+        if not isinstance(tag, str) or element in protected:
             continue
-        if element in inside and not _disposable_inside_body(element):
+        if tag not in _BOILERPLATE_TAGS:
+            attrs = f"{classes or ''} {element_id or ''}".strip()
+            if not attrs or not _boilerplate_attrs(attrs):
+                continue
+        if (
+            container_set
+            and _inside(element, container_set)
+            and not _disposable_inside_body(element)
+        ):
             continue
         found.append(element)
     return found
+
+
+def _inside(element: HtmlElement, containers: set[HtmlElement]) -> bool:
+    """Return True when `element` lies below one of `containers`."""
+    return any(ancestor in containers for ancestor in element.iterancestors())
 
 
 def _disposable_inside_body(element: HtmlElement) -> bool:
@@ -242,6 +294,17 @@ def is_spam(line: str) -> bool:
 def _is_widget(text: str) -> bool:
     """Return True when a matching-form line consists only of print/font/share/close controls."""
     return len(text) <= 60 and bool(_WIDGET_WORD.search(text)) and not _WIDGET.sub("", text)
+
+
+def is_end_line(line: str) -> bool:
+    """Return True when `line` ends the body: `classify_line(line) is LineKind.END`, checked alone."""
+    if len(line) > 400:
+        return False
+    text = norm_head(line, 400)
+    if len(text) > 120:
+        return False
+    bare = _PUNCT.sub("", text)
+    return bool(bare) and (bare in _END_HEADINGS or _END_PREFIX.match(bare) is not None)
 
 
 def classify_line(line: str) -> LineKind:

@@ -13,6 +13,7 @@ from lxml import etree
 from lxml.html import HtmlElement
 
 from crawler.pages.clean import boilerplate_attr, link_density
+from crawler.pages.document import ElementRow
 
 log = logging.getLogger(__name__)
 
@@ -90,12 +91,16 @@ def _text_size(element: HtmlElement) -> int:
     return len("".join(element.text_content().split()))
 
 
-def _acceptable(element: HtmlElement, trusted: bool, page_size: int) -> bool:
+def _acceptable(
+    element: HtmlElement, trusted: bool, page_size: int, sizes: dict[HtmlElement, int] | None = None
+) -> bool:
     """Return True when a matched container holds enough text and is not a link list or page wrapper."""
-    size = _text_size(element)
+    size = _cached_size(element, sizes) if sizes is not None else _text_size(element)
     if size < (20 if trusted else max(80, page_size // 4)):
         return False
-    density = link_density(element)
+    # link_density(element), with its text size (never 0 here) already known.
+    linked = sum(len("".join(a.text_content().split())) for a in element.iter("a"))
+    density = min(1.0, linked / size)
     if density > (0.5 if trusted else 0.3):
         return False
     if not trusted:
@@ -106,10 +111,20 @@ def _acceptable(element: HtmlElement, trusted: bool, page_size: int) -> bool:
     return True
 
 
-def _pick(matches: list[HtmlElement]) -> HtmlElement:
+def _cached_size(element: HtmlElement, sizes: dict[HtmlElement, int]) -> int:
+    """Return `_text_size(element)`, computed once per element of one page in `sizes`."""
+    size = sizes.get(element)
+    if size is None:
+        size = sizes[element] = _text_size(element)
+    return size
+
+
+def _pick(matches: list[HtmlElement], sizes: dict[HtmlElement, int] | None = None) -> HtmlElement:
     """Return the match with most text, or a nested match holding nearly all of it."""
+    if sizes is None:
+        sizes = {}
     sized = sorted(
-        ((_text_size(m), i, m) for i, m in enumerate(matches)), key=lambda t: (-t[0], t[1])
+        ((_cached_size(m, sizes), i, m) for i, m in enumerate(matches)), key=lambda t: (-t[0], t[1])
     )
     best_size, _, best = sized[0]
     for size, _, element in sized[1:]:
@@ -131,38 +146,92 @@ def _gate(container: HtmlElement) -> tuple[HtmlElement | None, HtmlElement | Non
     return start, end
 
 
-def _candidates(root: HtmlElement, anchors: tuple[Anchor, ...]) -> dict[str, list[HtmlElement]]:
-    """Return, per anchor name, the elements of the page it matches, in page order (one scan)."""
+_AnchorIndex = tuple[dict[str, list[int]], dict[str, list[int]], list[Anchor], list[Anchor]]
+_ANCHOR_INDEXES: dict[tuple[Anchor, ...], _AnchorIndex] = {}
+
+
+def _anchor_index(anchors: tuple[Anchor, ...]) -> _AnchorIndex:
+    """Return the class-token and id lookups of the attribute anchors, and the tag-only anchors."""
+    index = _ANCHOR_INDEXES.get(anchors)
+    if index is None:
+        tag_anchors = [a for a in anchors if not a.classes and not a.ids]
+        attr_anchors = [a for a in anchors if a.classes or a.ids]
+        by_class: dict[str, list[int]] = {}
+        by_id: dict[str, list[int]] = {}
+        for position, anchor in enumerate(attr_anchors):
+            for token in anchor.classes:
+                by_class.setdefault(token, []).append(position)
+            for element_id in anchor.ids:
+                by_id.setdefault(element_id, []).append(position)
+        index = _ANCHOR_INDEXES[anchors] = (by_class, by_id, attr_anchors, tag_anchors)
+    return index
+
+
+_CANDIDATE_XPATH = etree.XPath("//*[@class or @id] | //article")
+# Attribute nodes are found much faster than elements with an attribute test.
+_ITEMPROP_XPATH = etree.XPath("//@itemprop")
+
+
+def _candidates(
+    root: HtmlElement, anchors: tuple[Anchor, ...], rows: list[ElementRow] | None = None
+) -> dict[str, list[HtmlElement]]:
+    """Return, per anchor name, the elements of the page it matches, in page order (one scan).
+
+    `rows` are the page's `element_rows`, when already read.
+    """
     found: dict[str, list[HtmlElement]] = {anchor.name: [] for anchor in anchors}
-    tag_anchors = [a for a in anchors if not a.classes and not a.ids]
-    attr_anchors = [a for a in anchors if a.classes or a.ids]
-    for element in root.xpath("//*[@class or @id] | //article"):
-        classes = set((element.get("class") or "").split())
-        element_id = (element.get("id") or "").strip()
-        for anchor in attr_anchors:
-            if anchor.matches(element, classes, element_id):
-                found[anchor.name].append(element)
+    by_class, by_id, attr_anchors, tag_anchors = _anchor_index(anchors)
+    if rows is None:
+        rows = [(e, e.tag, e.get("class"), e.get("id")) for e in _CANDIDATE_XPATH(root)]
+    for element, tag, class_attr, element_id in rows:
+        if class_attr is None and element_id is None and tag != "article":
+            continue
+        hits: set[int] = set()
+        if class_attr:
+            for token in class_attr.split():
+                positions = by_class.get(token)
+                if positions:
+                    hits.update(positions)
+        if element_id:
+            positions = by_id.get(element_id.strip())
+            if positions:
+                hits.update(positions)
+        if hits:
+            for position in sorted(hits):
+                anchor = attr_anchors[position]
+                if tag in anchor.tags:
+                    found[anchor.name].append(element)
         for anchor in tag_anchors:
-            if element.tag in anchor.tags:
+            if tag in anchor.tags:
                 found[anchor.name].append(element)
-    for element in root.xpath("//*[@itemprop='articleBody']"):
-        found.setdefault("news", []).append(element)
+    # `//*[@itemprop='articleBody']`: an element has one itemprop, so parents come in page order.
+    for value in _ITEMPROP_XPATH(root):
+        if value == "articleBody":
+            found.setdefault("news", []).append(value.getparent())
     return found
 
 
-def find_by_anchors(root: HtmlElement, anchors: tuple[Anchor, ...]) -> Body | None:
-    """Return the body found by the first anchor with an acceptable match, or None."""
+def find_by_anchors(
+    root: HtmlElement, anchors: tuple[Anchor, ...], rows: list[ElementRow] | None = None
+) -> Body | None:
+    """Return the body found by the first anchor with an acceptable match, or None.
+
+    `rows` are the page's `element_rows`, when already read.
+    """
     page = root.find("body")
     page_size = _text_size(page if page is not None else root)
-    found = _candidates(root, anchors)
+    found = _candidates(root, anchors, rows)
+    sizes: dict[HtmlElement, int] = {}
     for anchor in anchors:
         matches = found.get(anchor.name, [])
-        if anchor.gated:
-            matches = [m for m in matches if _gate(m)[0] is not None]
-        matches = [m for m in matches if _acceptable(m, anchor.trusted, page_size)]
         if not matches:
             continue
-        container = _pick(matches)
+        if anchor.gated:
+            matches = [m for m in matches if _gate(m)[0] is not None]
+        matches = [m for m in matches if _acceptable(m, anchor.trusted, page_size, sizes)]
+        if not matches:
+            continue
+        container = _pick(matches, sizes)
         start, end = _gate(container) if anchor.name.startswith("hanweb") else (None, None)
         return Body([container], anchor.name, start, end)
     return None
@@ -211,7 +280,10 @@ def _chinese_document_class() -> type:
 
 
 _DOCUMENT_CLASS: list[type] = []
-_PRUNE_XPATH = "//script | //style | //noscript | //iframe | //nav | //footer | //aside | //form"
+_PRUNE_XPATH = etree.XPath(
+    "//script | //style | //noscript | //iframe | //nav | //footer | //aside | //form"
+)
+_ATTRIBUTED_XPATH = etree.XPath("//*[@class or @id]")
 
 
 def _prune_chrome(shadow: HtmlElement) -> None:
@@ -220,8 +292,8 @@ def _prune_chrome(shadow: HtmlElement) -> None:
     They cannot hold the article, and readability-lxml spends most of its time cleaning and
     measuring link density; without them it runs faster and is not tempted by them.
     """
-    doomed = list(shadow.xpath(_PRUNE_XPATH))
-    for element in shadow.xpath("//*[@class or @id]"):
+    doomed = list(_PRUNE_XPATH(shadow))
+    for element in _ATTRIBUTED_XPATH(shadow):
         if element.tag in ("html", "body") or not boilerplate_attr(element):
             continue
         if len(element.findall(".//a")) >= 3 and link_density(element) > 0.5:

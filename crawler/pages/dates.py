@@ -128,6 +128,9 @@ def match_date(text: str, *, short_numeric: bool = False) -> DateParts | None:
     if not text:
         return None
     text = _prepare(text)
+    if not short_numeric and "月" not in text and "19" not in text and "20" not in text:
+        # Every full date starts with its year (19xx, 20xx); every yearless one has 月.
+        return None
     for pattern in (_FULL_DATE, _SPACED_DATE):
         for match in pattern.finditer(text):
             parts = _parts_from(match, int(match.group("year")))

@@ -36,6 +36,29 @@ def parse_html(text: str) -> HtmlElement | None:
     return root if isinstance(root, HtmlElement) else None
 
 
+# One page element with its tag, class and id attributes (None when absent).
+ElementRow = tuple[HtmlElement, str, str | None, str | None]
+# Tags some page scan looks for without a class or id (headings, page chrome, <article>).
+_ROW_TAGS = frozenset(("h1", "h2", "h3", "nav", "footer", "aside", "form", "article"))
+
+
+def element_rows(root: HtmlElement) -> list[ElementRow]:
+    """Return, in page order, the elements under `root` that have a class or id or a tag in _ROW_TAGS.
+
+    Read once per page (after `drop_invisible`), they stand in for the libxml2 scans with
+    attribute tests (`//*[@class or @id]`, `contains(@class, ...)`), which cost more than
+    reading each element's attributes in Python; valid until the tree is changed.
+    """
+    rows: list[ElementRow] = []
+    for element in root.iter(etree.Element):
+        classes = element.get("class")
+        element_id = element.get("id")
+        tag = element.tag
+        if classes is not None or element_id is not None or tag in _ROW_TAGS:
+            rows.append((element, tag, classes, element_id))
+    return rows
+
+
 def meta_tags(root: HtmlElement) -> dict[str, str]:
     """Return <meta> contents keyed by lower-case name, property or http-equiv (first non-empty wins)."""
     found: dict[str, str] = {}

@@ -6,11 +6,12 @@ import re
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 
+from lxml import etree
 from lxml.html import HtmlElement
 
 from crawler.normalize import strip_pinyin
 from crawler.pages.clean import norm
-from crawler.pages.document import node_text
+from crawler.pages.document import ElementRow, node_text
 
 # --- title ----------------------------------------------------------------------------------
 
@@ -19,10 +20,7 @@ _SITE_WORDS = re.compile(
     r"网|网站|政府|门户|官网|新闻|频道|平台|在线|中心|资讯|首页|客户端|日报|晚报"
 )
 _TITLE_SEPARATORS = ("_", "|", "｜", " - ", " — ", "——", " – ", "-", "—")
-_HEADINGS_XPATH = (
-    "//h1 | //h2 | //h3 | //*[contains(@class, 'title') or contains(@id, 'title')"
-    " or contains(@class, 'Title') or contains(@class, 'biaoti') or contains(@class, 'bt')]"
-)
+_HEADING_TAGS = frozenset(("h1", "h2", "h3"))
 
 
 def page_title(root: HtmlElement) -> str:
@@ -31,14 +29,55 @@ def page_title(root: HtmlElement) -> str:
     return " ".join((element.text_content() if element is not None else "").split())
 
 
-def heading_texts(root: HtmlElement, limit: int = 40) -> list[str]:
-    """Return the texts of headings and title-classed elements, in page order."""
+def heading_texts(
+    root: HtmlElement, limit: int = 40, rows: list[ElementRow] | None = None
+) -> list[str]:
+    """Return the texts of headings and title-classed elements, in page order.
+
+    `rows` are the page's `element_rows`, when already read.
+    """
     texts = []
-    for element in root.xpath(_HEADINGS_XPATH)[:limit]:
+    for element in _headings(root, limit, rows):
         text = node_text(element)
         if 4 <= len(text) <= 200:
             texts.append(text)
     return texts
+
+
+def _headings(
+    root: HtmlElement, limit: int, rows: list[ElementRow] | None = None
+) -> list[HtmlElement]:
+    """Return the first `limit` <h1>-<h3> and title-classed elements of the page, in page order.
+
+    The same as `root.xpath(...)[:limit]` with the XPath `//h1 | //h2 | //h3 | //*[contains(@class,
+    'title') or contains(@id, 'title') or contains(@class, 'Title') or contains(@class, 'biaoti')
+    or contains(@class, 'bt')]`, in one pass instead of libxml2's slow attribute tests.
+    """
+    if rows is None:
+        rows = [
+            (e, e.tag, e.get("class"), e.get("id"))
+            for e in root.getroottree().getroot().iter(etree.Element)
+        ]
+    found: list[HtmlElement] = []
+    for element, tag, classes, element_id in rows:
+        if not (
+            tag in _HEADING_TAGS
+            or (
+                classes is not None
+                and (
+                    "title" in classes
+                    or "Title" in classes
+                    or "biaoti" in classes
+                    or "bt" in classes
+                )
+            )
+            or (element_id is not None and "title" in element_id)
+        ):
+            continue
+        found.append(element)
+        if len(found) == limit:
+            break
+    return found[:limit]
 
 
 def strip_site_suffix(title: str, site_name: str = "") -> str:
@@ -63,15 +102,20 @@ def strip_site_suffix(title: str, site_name: str = "") -> str:
     return title
 
 
-def find_title(meta: Mapping[str, str], root: HtmlElement) -> str:
-    """Return the article title: title meta tags, else the heading the <title> quotes, else <title>."""
+def find_title(
+    meta: Mapping[str, str], root: HtmlElement, rows: list[ElementRow] | None = None
+) -> str:
+    """Return the article title: title meta tags, else the heading the <title> quotes, else <title>.
+
+    `rows` are the page's `element_rows`, when already read.
+    """
     site_name = meta.get("sitename", "")
     for key in _TITLE_META:
         value = " ".join(meta.get(key, "").split())
         if value:
             return value if key == "articletitle" else strip_site_suffix(value, site_name)
     tag_title = page_title(root)
-    headings = heading_texts(root)
+    headings = heading_texts(root, rows=rows)
     tag_norm = norm(tag_title) if tag_title else ""
     quoted = [h for h in headings if tag_norm and norm(h) in tag_norm]
     if quoted:
@@ -122,9 +166,15 @@ def _clean_value(raw: str) -> str:
 
 
 def find_source(
-    meta: Mapping[str, str], lines: Sequence[str], root: HtmlElement | None = None
+    meta: Mapping[str, str],
+    lines: Sequence[str],
+    root: HtmlElement | None = None,
+    rows: list[ElementRow] | None = None,
 ) -> str | None:
-    """Return the issuing source as written: ContentSource meta, a `来源:` line, else a byline element."""
+    """Return the issuing source as written: ContentSource meta, a `来源:` line, else a byline element.
+
+    `rows` are the page's `element_rows`, when already read.
+    """
     for key in _SOURCE_META:
         value = _LABEL_PREFIX.sub("", meta.get(key, "")).strip()
         if value:
@@ -139,7 +189,7 @@ def find_source(
                 value = _clean_value(match.group("value"))
                 if 1 <= len(value) <= 40:
                     return _as_written(value, line)
-    for text in byline_texts(root) if root is not None else ():
+    for text in byline_texts(root, rows=rows) if root is not None else ():
         value = _clean_value(_LABEL_PREFIX.sub("", text))
         if 2 <= len(value) <= 30:
             return value
@@ -184,16 +234,45 @@ def find_description(meta: Mapping[str, str], lines: Sequence[str]) -> str | Non
     return None
 
 
-_BYLINE_XPATH = (
-    "//*[@id='js_name'] | //*[contains(@class, 'source') or contains(@id, 'source')"
-    " or contains(@class, 'entity') or contains(@class, 'laiyuan')]"
-)
+def _byline_elements(
+    root: HtmlElement, limit: int, rows: list[ElementRow] | None = None
+) -> list[HtmlElement]:
+    """Return the first `limit` elements that may name the publisher, in page order.
+
+    The same as `root.xpath(...)[:limit]` with the XPath `//*[@id='js_name'] | //*[contains(@class,
+    'source') or contains(@id, 'source') or contains(@class, 'entity') or contains(@class,
+    'laiyuan')]`, in one pass.
+    """
+    if rows is None:
+        rows = [
+            (e, e.tag, e.get("class"), e.get("id"))
+            for e in root.getroottree().getroot().iter(etree.Element)
+        ]
+    found: list[HtmlElement] = []
+    for element, _, classes, element_id in rows:
+        if not (
+            (element_id is not None and (element_id == "js_name" or "source" in element_id))
+            or (
+                classes is not None
+                and ("source" in classes or "entity" in classes or "laiyuan" in classes)
+            )
+        ):
+            continue
+        found.append(element)
+        if len(found) == limit:
+            break
+    return found[:limit]
 
 
-def byline_texts(root: HtmlElement, limit: int = 5) -> list[str]:
-    """Return the texts of elements that name the publisher without a label (WeChat account, .source)."""
+def byline_texts(
+    root: HtmlElement, limit: int = 5, rows: list[ElementRow] | None = None
+) -> list[str]:
+    """Return the texts of elements that name the publisher without a label (WeChat account, .source).
+
+    `rows` are the page's `element_rows`, when already read.
+    """
     texts = []
-    for element in root.xpath(_BYLINE_XPATH)[:limit]:
+    for element in _byline_elements(root, limit, rows):
         text = node_text(element)
         if 2 <= len(text) <= 40:
             texts.append(text)

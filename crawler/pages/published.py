@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, time
 
 from crawler.normalize import strip_pinyin
-from crawler.pages.clean import LineKind, classify_line
+from crawler.pages.clean import is_end_line
 from crawler.pages.dates import (
     CST,
     DateParts,
@@ -86,7 +86,7 @@ def _until_end(lines: Sequence[str]) -> list[str]:
     """Return the lines before the first related-posts heading or prev/next link."""
     kept = []
     for line in lines:
-        if classify_line(line) is LineKind.END:
+        if is_end_line(line):
             break
         kept.append(line)
     return kept
@@ -105,7 +105,7 @@ class DateEvidence:
         html_text: str = "",
     ) -> None:
         self.meta = meta
-        self.header_lines = [ln for ln in header_lines if classify_line(ln) is not LineKind.END]
+        self.header_lines = [ln for ln in header_lines if not is_end_line(ln)]
         self.near_title = near_title
         self.leading_body = leading_body
         self.trailing = _until_end(trailing)
@@ -123,11 +123,16 @@ class DateEvidence:
             parts = match_date(self.meta.get(key, ""))
             if parts is not None:
                 found.append(parts)
-        labelled = [*self.header_lines, *self.leading_body, *self.trailing]
+        # Lines without 期/间 hold no label: leave them out of the three label passes.
+        labelled = [
+            ln
+            for ln in (*self.header_lines, *self.leading_body, *self.trailing)
+            if _LABEL_CHARS.search(ln)
+        ]
         passes = (
             (labelled, _PUBLISH_LABEL),
             (labelled, _OTHER_LABEL),
-            (self.header_lines, _WEAK_LABEL),
+            ([ln for ln in self.header_lines if _LABEL_CHARS.search(ln)], _WEAK_LABEL),
         )
         for lines, pattern in passes:
             for line in lines:

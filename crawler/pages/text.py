@@ -48,6 +48,9 @@ class Line(NamedTuple):
 
 def clean_line(raw: str) -> str:
     """Return `raw` with invisible characters removed and whitespace collapsed."""
+    if raw.isspace():
+        # Only whitespace (CELL_SEP included): nothing survives the collapse and strip below.
+        return ""
     raw = _INVISIBLE.sub("", raw)
     if "\n" in raw:
         raw = _CJK_BREAK.sub("", raw)
@@ -58,42 +61,30 @@ def clean_line(raw: str) -> str:
 
 def _is_data_cell(cell: HtmlElement) -> bool:
     """Return True for a table cell holding a value, not a page region laid out with tables."""
-    if cell.find(".//table") is not None or cell.find(".//div") is not None:
+    for _ in cell.iterdescendants("table", "div"):
         return False
     row = cell.getparent()
-    if row is None or sum(1 for sibling in row if sibling.tag in CELL_TAGS) < 2:
+    if row is None or sum(1 for _ in row.iterchildren("td", "th")) < 2:
         return False
     return len(cell.text_content()) <= _LAYOUT_CELL_TEXT
 
 
-class _LineBuilder:
-    """Accumulates text fragments and cuts them into zoned lines."""
+_SKIP, _CELL, _BLOCK, _BREAK = 1, 2, 3, 4
+# What a tag does to the lines, in one lookup: absent for inline tags.
+_TAG_KIND = (
+    dict.fromkeys(SKIP_TAGS, _SKIP)
+    | dict.fromkeys(CELL_TAGS, _CELL)
+    | dict.fromkeys(BLOCK_TAGS, _BLOCK)
+    | {"br": _BREAK}
+)
 
-    def __init__(self) -> None:
-        self.lines: list[Line] = []
-        self.parts: list[str] = []
-        self.zone = PRE
-        self.chrome = 0
 
-    def add(self, text: str | None) -> None:
-        if text:
-            self.parts.append(text)
-
-    def flush(self) -> None:
-        if self.parts:
-            text = clean_line("".join(self.parts))
-            self.parts.clear()
-            if text:
-                self.lines.append(Line(text, self.zone, self.chrome > 0))
-
-    def set_zone(self, zone: int) -> None:
-        if zone != self.zone:
-            self.flush()
-            self.zone = zone
-
-    def enter_chrome(self, step: int) -> None:
-        self.flush()
-        self.chrome += step
+def _flush(parts: list[str], lines: list[Line], zone: int, chrome: int) -> None:
+    """Cut the pending fragments in `parts` into a line of `zone` (in chrome when `chrome` > 0)."""
+    text = clean_line("".join(parts))
+    parts.clear()
+    if text:
+        lines.append(Line(text, zone, chrome > 0))
 
 
 def text_lines(
@@ -109,71 +100,113 @@ def text_lines(
     Lines inside `chrome` elements (navigation, share bars, footers) are flagged, not dropped:
     they may still show the publish date or source.
     """
-    builder = _LineBuilder()
+    lines: list[Line] = []
+    parts: list[str] = []
+    add = parts.append
+    zone = PRE
+    chrome_depth = 0
     container_set = set(containers)
     chrome_set = set(chrome)
+    # Elements whose start or end can change the zone or the chrome flag.
+    watched = container_set | chrome_set
+    if start_marker is not None:
+        watched.add(start_marker)
+    if end_marker is not None:
+        watched.add(end_marker)
     inside = 0
     seen_body = False
     # One entry per open table cell: True while inside a data cell, whose blocks stay on its row.
     cells: list[bool] = []
     gate_open = start_marker is None
     walker = etree.iterwalk(root, events=("start", "end", "comment", "pi"))
-
-    def current_zone() -> int:
-        if inside and gate_open:
-            return BODY
-        return POST if seen_body else PRE
-
+    # A line's leading whitespace (CELL_SEP included) is stripped by clean_line, so fragments of
+    # only whitespace are not collected while no text is pending: fewer empty lines to clean.
     for event, element in walker:
         tag = element.tag
-        if event in ("comment", "pi") or not isinstance(tag, str):
-            if event == "start":
-                walker.skip_subtree()
-            builder.add(element.tail)
-            continue
         if event == "start":
-            if element in container_set:
-                inside += 1
-                builder.set_zone(current_zone())
-            if element is start_marker:
-                gate_open = True
-                builder.set_zone(current_zone())
-            elif element is end_marker and gate_open:
-                gate_open = False
-                seen_body = True
-                builder.set_zone(current_zone())
-            if element in chrome_set:
-                builder.enter_chrome(1)
-            if tag in SKIP_TAGS:
+            if not isinstance(tag, str):
                 walker.skip_subtree()
+                tail = element.tail
+                if tail and (parts or not tail.isspace()):
+                    add(tail)
                 continue
-            if tag in CELL_TAGS:
-                builder.add(CELL_SEP)
-                cells.append(_is_data_cell(element))
-            elif tag in BLOCK_TAGS or tag == "br":
-                if cells and cells[-1]:
-                    builder.add(CELL_SEP)
-                else:
-                    builder.flush()
-            builder.add(element.text)
-        else:
-            if tag in CELL_TAGS:
-                builder.add(CELL_SEP)
+            if element in watched:
+                if element in container_set:
+                    inside += 1
+                    new_zone = BODY if gate_open else (POST if seen_body else PRE)
+                    if new_zone != zone:
+                        if parts:
+                            _flush(parts, lines, zone, chrome_depth)
+                        zone = new_zone
+                if element is start_marker or (element is end_marker and gate_open):
+                    gate_open = element is start_marker
+                    seen_body = seen_body or not gate_open
+                    new_zone = BODY if inside and gate_open else (POST if seen_body else PRE)
+                    if new_zone != zone:
+                        if parts:
+                            _flush(parts, lines, zone, chrome_depth)
+                        zone = new_zone
+                if element in chrome_set:
+                    if parts:
+                        _flush(parts, lines, zone, chrome_depth)
+                    chrome_depth += 1
+            kind = _TAG_KIND.get(tag)
+            if kind is not None:
+                if kind == _SKIP:
+                    walker.skip_subtree()
+                    continue
+                if kind == _CELL:
+                    if parts:
+                        add(CELL_SEP)
+                    cells.append(_is_data_cell(element))
+                elif cells and cells[-1]:
+                    if parts:
+                        add(CELL_SEP)
+                elif parts:
+                    _flush(parts, lines, zone, chrome_depth)
+            text = element.text
+            if text and (parts or not text.isspace()):
+                add(text)
+        elif event == "end":
+            if not isinstance(tag, str):
+                tail = element.tail
+                if tail and (parts or not tail.isspace()):
+                    add(tail)
+                continue
+            kind = _TAG_KIND.get(tag)
+            if kind == _CELL:
+                if parts:
+                    add(CELL_SEP)
                 if cells:
                     cells.pop()
-            elif tag in BLOCK_TAGS:
+            elif kind == _BLOCK:
                 if cells and cells[-1]:
-                    builder.add(CELL_SEP)
-                else:
-                    builder.flush()
-            if element in chrome_set:
-                builder.enter_chrome(-1)
-            if element in container_set:
-                inside -= 1
-                if inside == 0 and gate_open:
-                    seen_body = True
-                builder.set_zone(current_zone())
+                    if parts:
+                        add(CELL_SEP)
+                elif parts:
+                    _flush(parts, lines, zone, chrome_depth)
+            if element in watched:
+                if element in chrome_set:
+                    if parts:
+                        _flush(parts, lines, zone, chrome_depth)
+                    chrome_depth -= 1
+                if element in container_set:
+                    inside -= 1
+                    if inside == 0 and gate_open:
+                        seen_body = True
+                    new_zone = BODY if inside and gate_open else (POST if seen_body else PRE)
+                    if new_zone != zone:
+                        if parts:
+                            _flush(parts, lines, zone, chrome_depth)
+                        zone = new_zone
             if element is not root:
-                builder.add(element.tail)
-    builder.flush()
-    return builder.lines
+                tail = element.tail
+                if tail and (parts or not tail.isspace()):
+                    add(tail)
+        else:
+            tail = element.tail
+            if tail and (parts or not tail.isspace()):
+                add(tail)
+    if parts:
+        _flush(parts, lines, zone, chrome_depth)
+    return lines
