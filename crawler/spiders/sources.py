@@ -173,25 +173,26 @@ class SourcesSpider(scrapy.Spider):
             meta=meta,
         )
 
-    async def parse_list(self, response: Response, source_id: str, depth: int) -> Any:
+    async def parse_list(self, response: Response, source_id: str, depth: int) -> list[Any]:
         """Follow the articles and further pages of one column list page.
 
         The page is read in the extraction worker (like article pages), off the reactor.
+        Callbacks return lists rather than yield: Scrapy then runs its spider middlewares'
+        plain path over the output, not a chain of async generators per response.
         """
         seed = self.seeds[source_id]
         stats = self.crawler.stats
         stats.inc_value(f"source/{source_id}/list_pages")
         if response.status == 304:
             stats.inc_value(f"source/{source_id}/list_not_modified")
-            return
+            return []
         self.list_validators.setdefault(source_id, {})[response.url] = (
             response.headers.get("ETag", b"").decode("latin-1") or None,
             response.headers.get("Last-Modified", b"").decode("latin-1") or None,
         )
         if response.meta.get("browser_if_changed"):
             # The plain probe saw a change: render the list in the browser this time.
-            yield self._list_request(seed, response.url, depth, conditional=False)
-            return
+            return [self._list_request(seed, response.url, depth, conditional=False)]
         page = await self.extraction.read_list(
             response.url,
             response.body,
@@ -207,13 +208,13 @@ class SourcesSpider(scrapy.Spider):
         shown = {canonical_url(entry.url): entry for entry in page.entries}
         known = self.memory.known(shown) if self.memory is not None else set()
         stats.inc_value(f"source/{source_id}/list_known", len(known))
+        output: list[Any] = []
         for canonical, entry in shown.items():
             if canonical not in known or title_changed(entry.title, known[canonical]):
-                yield self._article_request(seed, entry.url, response.url, entry.published_at)
-        for withdrawn in self._withdrawn_from_list(
-            source_id, response.url, page.entries, set(shown)
-        ):
-            yield withdrawn
+                output.append(
+                    self._article_request(seed, entry.url, response.url, entry.published_at)
+                )
+        output += self._withdrawn_from_list(source_id, response.url, page.entries, set(shown))
         # Walk the column one page at a time, so that the walk can stop at the first page
         # whose posts are all known; `max_pages` bounds it (the backfill depth).
         if depth < seed.max_pages and (not shown or len(known) < len(shown)):
@@ -222,20 +223,23 @@ class SourcesSpider(scrapy.Spider):
             following = next((u for u in page.next_pages if u not in visited), None)
             if following is not None:
                 visited.add(following)
-                yield self._list_request(seed, following, depth + 1)
+                output.append(self._list_request(seed, following, depth + 1))
+        return output
 
     def _withdrawn_from_list(
         self, source_id: str, list_url: str, entries: list[Any], shown: set[str]
-    ) -> Any:
-        """Yield WithdrawnItems for known posts gone from a list that still shows their neighbours."""
+    ) -> list[WithdrawnItem]:
+        """Return WithdrawnItems for known posts gone from a list that still shows their neighbours."""
         dates = [e.published_at.astimezone(CST).date() for e in entries if e.published_at]
         if self.memory is None or len(dates) < 3:
-            return
+            return []
         now = datetime.now(UTC).isoformat()
-        for url in self.memory.missing_from_list(
-            source_id, list_url, shown, max(dates), min(dates)
-        ):
-            yield WithdrawnItem(source_id, url, "gone from its list page", now)
+        return [
+            WithdrawnItem(source_id, url, "gone from its list page", now)
+            for url in self.memory.missing_from_list(
+                source_id, list_url, shown, max(dates), min(dates)
+            )
+        ]
 
     async def parse_article(
         self,
@@ -243,16 +247,11 @@ class SourcesSpider(scrapy.Spider):
         source_id: str,
         list_date: datetime | None = None,
         list_url: str | None = None,
-    ) -> Any:
+    ) -> list[Any]:
         """Extract one article page into an ArticleItem (a WithdrawnItem when it is gone)."""
         if response.status in (404, 410):
-            yield WithdrawnItem(
-                source_id,
-                response.url,
-                f"HTTP {response.status} on revisit",
-                datetime.now(UTC).isoformat(),
-            )
-            return
+            reason = f"HTTP {response.status} on revisit"
+            return [WithdrawnItem(source_id, response.url, reason, datetime.now(UTC).isoformat())]
         seed = self.seeds[source_id]
         now = datetime.now(UTC)
         article, digest = await self.extraction.extract_hashed(
@@ -269,9 +268,9 @@ class SourcesSpider(scrapy.Spider):
             # post. A failed article keeps the list validators unsaved, so the next cycle
             # lists the page again and fetches this post again.
             self._article_failed(source_id, response.url, "no title or text could be extracted")
-            return
+            return []
         self.crawler.stats.inc_value(f"source/{source_id}/articles")
-        yield ArticleItem(
+        item = ArticleItem(
             source_id=source_id,
             url=response.url,
             title=article.title,
@@ -287,6 +286,7 @@ class SourcesSpider(scrapy.Spider):
             list_url=list_url,
             content_hash=digest,
         )
+        return [item]
 
     def closed(self, reason: str) -> None:
         """Save list-page validators of sources whose crawl completed without a failed article."""
