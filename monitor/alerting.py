@@ -126,12 +126,14 @@ def classify_version(
     allow_alert: bool = True,
     stories: StoryIndex | None = None,
     analysis: Analysis | None = None,
+    story_alerts: StoryAlerts | None = None,
 ) -> bool:
     """Classify one version in `session` and queue its alert; return True if an alert was queued.
 
     With a story index, a new post joins its story; a repost of a story that already
     alerted is attached to it and does not alert again. `analysis` is `analyse(version)`
-    when the caller did that work beforehand (outside the write transaction).
+    when the caller did that work beforehand (outside the write transaction);
+    `story_alerts` answers "has this story alerted" for the versions of one transaction.
     """
     now = datetime.now(UTC)
     joins_story = stories is not None and version.version_no == 1
@@ -144,7 +146,19 @@ def classify_version(
     article = version.article
     if stories is not None and joins_story:
         new_story = assign_story(session, article, analysis.minhash, stories, now)
-        if not new_story and matches and story_alerted(session, article.story_id):
+        if not new_story and matches and article.story_id is None:
+            session.flush()  # it joined a story started in this transaction: get its id
+        if story_alerts is not None:
+            story_alerts.joined(article)
+        if (
+            not new_story
+            and matches
+            and (
+                story_alerts.alerted(session, article.story_id)
+                if story_alerts is not None
+                else story_alerted(session, article.story_id)
+            )
+        ):
             logger.info(
                 "%s is a repost of story %s: attached, not alerted", article.url, article.story_id
             )
@@ -163,6 +177,8 @@ def classify_version(
         for channel in subscribed_channels(channels, [m.name for m in matches])
     }
     queue_alert(session, message, states, now, version_id=version.id)
+    if story_alerts is not None:
+        story_alerts.queued(article)
     return True
 
 
@@ -204,6 +220,63 @@ def story_alerted(session: Session, story_id: int | None) -> bool:
         .limit(1)
     )
     return found is not None
+
+
+class StoryAlerts:
+    """Whether stories have alerted, for the versions classified in one transaction.
+
+    `story_alerted` answers per story with a query after an autoflush; here each story is
+    queried at most once per transaction, without an autoflush, and what the transaction
+    itself does keeps the answers current. Its alerts are flushed as they are queued, and
+    mark their post's story. A post whose story is not flushed yet has no alert, unless a
+    later version of it was classified before its first: one query per transaction finds
+    those posts, and they mark the story they join. Inside one (SQLite) write transaction
+    nobody else adds alerts, so the answers are those of `story_alerted` for each version.
+    """
+
+    def __init__(self, article_ids: list[int]) -> None:
+        self._article_ids = article_ids  # the posts whose first version the transaction does
+        self._with_alerts: set[int] | None = None
+        self._known: dict[int, bool] = {}
+        self._joined: list[tuple[int, int]] = []
+
+    def alerted(self, session: Session, story_id: int | None) -> bool:
+        """Return True when some post of the story has already produced an alert."""
+        if story_id is None:
+            return False
+        known = self._known.get(story_id)
+        if known is None:
+            with session.no_autoflush:
+                if self._with_alerts is None:
+                    self._with_alerts = set(
+                        session.scalars(
+                            select(ArticleVersion.article_id)
+                            .join(Alert, Alert.article_version_id == ArticleVersion.id)
+                            .where(ArticleVersion.article_id.in_(self._article_ids))
+                        )
+                    )
+                    for article_id, joined in self._joined:
+                        if article_id in self._with_alerts:
+                            self._known[joined] = True
+                known = self._known.get(story_id)
+                if known is None:
+                    known = self._known[story_id] = story_alerted(session, story_id)
+        return known
+
+    def joined(self, article: Article) -> None:
+        """Note that `article` was put into its story (before `alerted` is asked about it)."""
+        # A new story (no id yet) is asked about only after a flush, by a query that sees it.
+        if article.story_id is None:
+            return
+        if self._with_alerts is None:
+            self._joined.append((article.id, article.story_id))
+        elif article.id in self._with_alerts:
+            self._known[article.story_id] = True
+
+    def queued(self, article: Article) -> None:
+        """Note that an alert was queued for a version of `article` (and flushed)."""
+        if article.story_id is not None:
+            self._known[article.story_id] = True
 
 
 def process_new_versions(
@@ -294,9 +367,20 @@ def _classify_versions(
         analyse(v, topics, with_signature=stories is not None and v.version_no == 1)
         for v in versions
     ]
+    story_alerts = (
+        StoryAlerts([v.article_id for v in versions if v.version_no == 1])
+        if stories is not None
+        else None
+    )
     for version, analysis in zip(versions, analyses, strict=True):
         queued = classify_version(
-            session, version, topics, channels, stories=stories, analysis=analysis
+            session,
+            version,
+            topics,
+            channels,
+            stories=stories,
+            analysis=analysis,
+            story_alerts=story_alerts,
         )
         done.classified += 1
         done.alerts += int(queued)

@@ -81,6 +81,17 @@ class _Terms:
             for match in pattern.finditer(norm):
                 yield label, weight, match.start(), match.end()
 
+    def anywhere(self, norms: list[str]) -> bool:
+        """Return True if a term or pattern occurs in any of the texts (words or not)."""
+        if self.regex is not None and any(self.regex.search(norm) for norm in norms):
+            return True
+        return any(pattern.search(norm) for _, pattern, _ in self.patterns for norm in norms)
+
+    @property
+    def empty(self) -> bool:
+        """Return True when there is nothing to find."""
+        return self.regex is None and not self.patterns
+
 
 def _compile_terms(
     weights: Mapping[str, float],
@@ -117,13 +128,20 @@ class _Topic:
     def classify(self, sentences: list[Sentence], seg: Segmenter) -> TopicMatch | None:
         """Return the match of this topic on the sentences, or None."""
         spec = self.spec
-        for sentence in sentences:
-            shielded = self._shielded(sentence.norm)
+        # A required group none of whose terms occurs scores 0: no match, whatever else is
+        # found (most posts end here, after one search per sentence).
+        norms = [sentence.norm for sentence in sentences]
+        if not all(self.groups[name].anywhere(norms) for name in spec.require):
+            return None
+        shields = [self._shielded(norm) for norm in norms]
+        for sentence, shielded in zip(sentences, shields, strict=True):
             if sentence.is_title and any(self.exclude_title.find(sentence.norm, seg, shielded)):
                 return None
-            if any(self.exclude_text.find(sentence.norm, seg, shielded)):
+            if not self.exclude_text.empty and any(
+                self.exclude_text.find(sentence.norm, seg, shielded)
+            ):
                 return None
-        hits, listed = self._hits(sentences, seg)
+        hits, listed = self._hits(sentences, seg, shields)
         scores = {
             name: group_score(hits, listed, name, sentences, spec) * spec.groups[name].weight
             for name in spec.groups
@@ -150,12 +168,16 @@ class _Topic:
             return []
         return [m.span() for m in self.shield.finditer(norm)]
 
-    def _hits(self, sentences: list[Sentence], seg: Segmenter) -> tuple[list[Hit], set[Hit]]:
-        """Return every term hit, and those inside a mixed enumeration (a passing mention)."""
+    def _hits(
+        self, sentences: list[Sentence], seg: Segmenter, shields: list[list[tuple[int, int]]]
+    ) -> tuple[list[Hit], set[Hit]]:
+        """Return every term hit, and those inside a mixed enumeration (a passing mention).
+
+        `shields` holds the shield word spans of each sentence.
+        """
         hits: list[Hit] = []
         listed: set[Hit] = set()
-        for index, sentence in enumerate(sentences):
-            shielded = self._shielded(sentence.norm)
+        for index, (sentence, shielded) in enumerate(zip(sentences, shields, strict=True)):
             found = [
                 Hit(group, term, weight, index, start, end)
                 for group, terms in self.groups.items()

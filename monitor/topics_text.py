@@ -8,6 +8,7 @@ import re
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from crawler.normalize import normalize_text
@@ -30,8 +31,12 @@ class Sentence:
     lead: bool
 
 
+@lru_cache(maxsize=8192)
 def normalize(text: str) -> str:
-    """Return `crawler.normalize.normalize_text(text)`: the one matching form of every text."""
+    """Return `crawler.normalize.normalize_text(text)`: the one matching form of every text.
+
+    Remembered for the last texts: reposts and site boilerplate repeat whole sentences.
+    """
     return normalize_text(text)
 
 
