@@ -85,7 +85,7 @@ class CrawlRunner:
             argv,
             cwd=PROJECT_ROOT,
             env=env,
-            start_new_session=True,
+            process_group=0,  # its own group (killed whole on a timeout), in our session
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
