@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from crawler.config import PROJECT_ROOT
+from monitor.daemon import FOLLOW_NICE, _lower_thread_priority
 from replay.server import ReplayServer
 from tests.e2e import monitor_env
 
@@ -70,3 +73,19 @@ def test_sources_due_together_share_one_crawl_and_cycles_repeat(tmp_path: Path) 
     assert len(by_start) >= 2
     assert "crawling kaiping, sznews" in stderr
     assert "monitor stopped" in stderr
+
+
+def test_classifying_during_a_crawl_lowers_the_priority_of_that_thread_alone() -> None:
+    """The follow thread yields the CPU to the crawl; the daemon's other threads keep theirs."""
+    before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    seen: list[int] = []
+
+    def follow() -> None:
+        _lower_thread_priority(FOLLOW_NICE)
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+
+    thread = threading.Thread(target=follow)
+    thread.start()
+    thread.join()
+    assert seen == [min(19, before + FOLLOW_NICE)]
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
