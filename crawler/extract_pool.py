@@ -301,10 +301,10 @@ class ExtractionPool:
         if self._closed:
             return
         self.restarts += 1
-        logger.warning(
-            "an extraction worker died (at %s); starting a new one",
-            jobs[0][1].url if jobs else "no page",
-        )
+        if jobs:
+            logger.warning("an extraction worker died (at %s); starting a new one", jobs[0][1].url)
+        else:
+            logger.warning("an extraction worker died while idle; the next page starts a new one")
         for job_id, job in jobs:
             if job.attempt == 2:
                 error = f"the extraction worker died twice on this page ({job.url})"

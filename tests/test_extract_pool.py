@@ -612,3 +612,28 @@ def test_the_worker_hashes_articles_as_the_store_does() -> None:
     for job, (article, digest) in zip(jobs, got, strict=True):
         _assert_same(article, _direct(*job), job[1])
         assert digest == content_hash(article.title, article.body), job[1]
+
+
+def test_an_idle_worker_seen_dying_is_replaced_by_the_next_page(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    jobs = _jobs()[:2]
+    caplog.set_level(logging.WARNING, logger=POOL_LOG)
+
+    async def run(pool: ExtractionPool) -> None:
+        await pool.extract(jobs[0][0], jobs[0][1], jobs[0][2], **jobs[0][3])
+        (old,) = _pids(pool)
+        os.kill(old, signal.SIGKILL)
+        for _ in range(500):  # the event loop reads the end of the dead worker's socket
+            if pool.restarts:
+                break
+            await asyncio.sleep(0.01)
+        assert pool.restarts == 1 and not _pids(pool)
+        assert "an extraction worker died while idle" in caplog.text
+        got = await pool.extract(jobs[1][0], jobs[1][1], jobs[1][2], **jobs[1][3])
+        _assert_same(got, _direct(*jobs[1]), "the next page")
+        (new,) = _pids(pool)
+        assert new != old and pool.restarts == 1
+
+    with _pool(1) as pool:
+        asyncio.run(run(pool))
