@@ -151,3 +151,35 @@ def test_story_and_repost_in_one_crawl_alert_once(tmp_path: Path) -> None:
     engine.dispose()
     assert len(stories) == 1 and stories[0][0] is not None
     assert versions == 0
+
+
+def test_signatures_are_the_values_datasketch_gives_for_the_same_shingles() -> None:
+    """Stored signatures are compared with new ones: the numpy path must equal datasketch's."""
+    import re
+
+    import numpy as np
+    from datasketch import MinHash
+
+    from crawler.normalize import normalize_text
+    from monitor.stories import NUM_PERM, SCHEME, SHINGLE
+
+    posts = [
+        (
+            "香港大學與深圳市共建生物醫藥研究院",
+            "雙方將在南山區共建聯合實驗室，聚焦創新藥物與醫療器械。" * 3,
+        ),
+        ("医疗器械孵化联盟成立", "联盟由十家企业发起（InnoPort@Shanghai），首批入驻项目12个。" * 2),
+        (
+            "Biomedical fair",
+            "A matchmaking fair for biomedical firms, 生物医药 对接会, 2025年5月。" * 2,
+        ),
+    ]
+    for title, body in posts:
+        got = signature(title, body)
+        assert got is not None
+        text_ = re.sub(r"[\W_]+", "", normalize_text(title + "\n" + body))
+        shingles = {text_[i : i + SHINGLE] for i in range(len(text_) - SHINGLE + 1)}
+        want = MinHash(num_perm=NUM_PERM, seed=1, scheme=SCHEME)
+        want.update_batch([s.encode("utf-8") for s in shingles])
+        assert np.array_equal(np.asarray(got.hashvalues), np.asarray(want.hashvalues)), title
+        assert from_bytes(to_bytes(got)).jaccard(want) == 1.0
