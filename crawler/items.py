@@ -21,8 +21,9 @@ class ArticleItem:
     fetched_at: str = ""
     http_status: int = 200
     list_url: str | None = None
-    # SHA-256 of the normalised title and body (crawler.store.content_hash), computed where
-    # the page was extracted; None lets the store compute it.
+    # SHA-256 of the normalised title and body (crawler.normalize.content_hash), computed
+    # where the page was extracted; None lets the store compute it. A pipeline placed before
+    # the store that changes the title or body must set it to None.
     content_hash: str | None = None
 
 
