@@ -6,9 +6,9 @@ import difflib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from sqlalchemy import insert, select
+from sqlalchemy import Connection, Table, insert, select
 from sqlalchemy.orm import Session
 
 from crawler.items import ArticleItem, WithdrawnItem
@@ -158,32 +158,22 @@ def _insert_new(
             }
         )
     connection = session.connection()
-    article_ids = (
-        connection.execute(
-            insert(Article.__table__).returning(
-                Article.__table__.c.id, sort_by_parameter_order=True
-            ),
-            rows,
-        )
-        .scalars()
-        .all()
-    )
+    article_ids = _insert_returning_ids(connection, Article.__table__, rows)
     for version, article_id in zip(versions, article_ids, strict=True):
         version["article_id"] = article_id
-    version_ids = (
-        connection.execute(
-            insert(ArticleVersion.__table__).returning(
-                ArticleVersion.__table__.c.id, sort_by_parameter_order=True
-            ),
-            versions,
-        )
-        .scalars()
-        .all()
-    )
+    version_ids = _insert_returning_ids(connection, ArticleVersion.__table__, versions)
     return [
         (index, StoreResult("new", article_id, version_id))
         for index, article_id, version_id in zip(indexes, article_ids, version_ids, strict=True)
     ]
+
+
+def _insert_returning_ids(
+    connection: Connection, table: Table, rows: list[dict[str, Any]]
+) -> list[int]:
+    """Insert `rows` into `table` in one multi-row statement; return their ids, in row order."""
+    statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+    return list(connection.execute(statement, rows).scalars())
 
 
 def _stage(

@@ -6,12 +6,11 @@ import re
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 
-from lxml import etree
 from lxml.html import HtmlElement
 
 from crawler.normalize import strip_pinyin
 from crawler.pages.clean import norm
-from crawler.pages.document import ElementRow, node_text
+from crawler.pages.document import ElementRow, element_rows, node_text
 
 # --- title ----------------------------------------------------------------------------------
 
@@ -54,10 +53,7 @@ def _headings(
     or contains(@class, 'bt')]`, in one pass instead of libxml2's slow attribute tests.
     """
     if rows is None:
-        rows = [
-            (e, e.tag, e.get("class"), e.get("id"))
-            for e in root.getroottree().getroot().iter(etree.Element)
-        ]
+        rows = element_rows(root.getroottree().getroot())
     found: list[HtmlElement] = []
     for element, tag, classes, element_id in rows:
         if not (
@@ -244,10 +240,7 @@ def _byline_elements(
     'laiyuan')]`, in one pass.
     """
     if rows is None:
-        rows = [
-            (e, e.tag, e.get("class"), e.get("id"))
-            for e in root.getroottree().getroot().iter(etree.Element)
-        ]
+        rows = element_rows(root.getroottree().getroot())
     found: list[HtmlElement] = []
     for element, _, classes, element_id in rows:
         if not (
