@@ -4,7 +4,9 @@ A hacked or misconfigured page can link anywhere: to other sites, to `file:` or 
 URLs, to an intranet address or to services on the monitoring machine itself. A source follows
 a link only when
 
-- its scheme is http or https and it carries no user name or password;
+- its scheme is http or https, it carries no user name or password, and it is at most
+  `URLLENGTH_LIMIT` characters long (Scrapy's setting, 2083 by default: a link loop that
+  grows the URL stops here; Scrapy's own UrlLengthMiddleware is off, see crawler/settings.py);
 - its host is the source's own (the host of `base_url`, or a sub-domain of it) or one of the
   source file's `allowed_domains`;
 - its host is not an IP address in a private, loopback, link-local or reserved range, nor
@@ -109,6 +111,7 @@ class LinkPolicy:
 
     private_allowed: frozenset[str] = frozenset()
     max_posts: int = 1000
+    max_url_length: int = 2083  # 0: no limit
 
     @classmethod
     def from_settings(cls, settings: Any) -> LinkPolicy:
@@ -120,6 +123,7 @@ class LinkPolicy:
         return cls(
             frozenset(_allowance(entry) for entry in entries if entry.strip()),
             settings.getint("LIST_MAX_POSTS", 1000),
+            settings.getint("URLLENGTH_LIMIT", 2083),
         )
 
     def allows_private(self, host: str, port: int) -> bool:
@@ -128,6 +132,8 @@ class LinkPolicy:
 
     def refusal(self, url: str, domains: Iterable[str] | None) -> str | None:
         """Return why `url` may not be fetched by a source with `domains` (None: any), or None."""
+        if 0 < self.max_url_length < len(url):
+            return f"URL longer than {self.max_url_length} characters refused ({url[:200]}...)"
         try:
             parts = urlsplit(url.strip())
             port = _port(parts.scheme.lower(), parts.port)

@@ -104,6 +104,23 @@ def test_no_private_host_is_allowed_by_default_and_a_replay_allows_only_itself()
     assert replay.refusal("http://127.0.0.1:5432/", ["127.0.0.1"]) is not None
 
 
+def test_urls_over_the_length_limit_are_refused_in_place_of_scrapys_middleware() -> None:
+    base = "http://www.kaiping.gov.cn/"
+    longest = base + "a" * (2083 - len(base))
+    assert POLICY.refusal(longest, ["kaiping.gov.cn"]) is None
+    assert "longer than 2083" in (POLICY.refusal(longest + "a", ["kaiping.gov.cn"]) or "")
+    short_limit = LinkPolicy.from_settings(Settings({"URLLENGTH_LIMIT": 40}))
+    assert short_limit.refusal(base + "post_1.html", None) is None
+    assert short_limit.refusal(base + "content/post_123456789.html", None) is not None
+    assert (
+        LinkPolicy.from_settings(Settings({"URLLENGTH_LIMIT": 0})).refusal(longest * 2, None)
+        is None
+    )
+    # The project turns Scrapy's UrlLengthMiddleware off: the policy is where the limit lives.
+    middlewares = get_project_settings().getdict("SPIDER_MIDDLEWARES")
+    assert middlewares["scrapy.spidermiddlewares.urllength.UrlLengthMiddleware"] is None
+
+
 class _Crawler:
     """The part of a Scrapy crawler that allowed_links uses."""
 
