@@ -8,8 +8,12 @@ from importlib import resources
 from typing import Any
 
 
+@cache
 def data_text(name: str) -> str:
-    """Return the UTF-8 text of `replay/data/<name>` (`name` may contain `/`)."""
+    """Return the UTF-8 text of `replay/data/<name>` (`name` may contain `/`).
+
+    Cached: templates are read on every page served, and the files are read-only data.
+    """
     node = resources.files("replay").joinpath("data")
     for part in name.split("/"):
         node = node.joinpath(part)
