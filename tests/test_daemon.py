@@ -89,3 +89,32 @@ def test_classifying_during_a_crawl_lowers_the_priority_of_that_thread_alone() -
     thread.join()
     assert seen == [min(19, before + FOLLOW_NICE)]
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
+
+
+_WARM_UP_PROBE = """
+import dataclasses, sys
+from monitor.daemon import warm_up
+from monitor.topics import load_topics
+from monitor.topics_text import segmenter
+topics = load_topics()
+if sys.argv[1] == "none":
+    topics = dataclasses.replace(topics, topics=())
+warm_up(topics)
+print(segmenter()._tokenizer is not None, "jieba" in sys.modules)
+"""
+
+
+def test_warming_up_loads_the_word_dictionary_only_when_topics_need_it() -> None:
+    """A crawl's start warms the classifier up; with no topic enabled, jieba stays unloaded."""
+    results = {}
+    for kind in ("topics", "none"):
+        done = subprocess.run(
+            [sys.executable, "-c", _WARM_UP_PROBE, kind],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        results[kind] = done.stdout.split()
+    assert results == {"topics": ["True", "True"], "none": ["False", "False"]}
