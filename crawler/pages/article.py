@@ -24,7 +24,7 @@ from crawler.pages.container import (
 )
 from crawler.pages.dates import match_date
 from crawler.pages.document import ElementRow, base_url, element_rows, meta_tags, parse_html
-from crawler.pages.encoding import decode_html
+from crawler.pages.encoding import decode_html_utf8
 from crawler.pages.fields import (
     description_line,
     find_description,
@@ -126,8 +126,8 @@ class GenericExtractor:
         encoding: str | None,
     ) -> ExtractedArticle:
         """Return the article, letting unexpected errors propagate (see __call__)."""
-        text, _ = decode_html(html or b"", headers, encoding)
-        root = parse_html(text)
+        text, _, utf8 = decode_html_utf8(html or b"", headers, encoding)
+        root = parse_html(text, utf8)
         if root is None:
             return ExtractedArticle(url=url, title="", body="")
         meta = meta_tags(root)

@@ -14,7 +14,7 @@ from functools import lru_cache
 from lxml import etree
 from lxml.html import HtmlElement
 
-from crawler.normalize import normalize_text
+from crawler.normalize import normalize_line
 from crawler.pages.document import ElementRow
 
 # --- elements -------------------------------------------------------------------------------
@@ -57,12 +57,24 @@ _CHROME_XPATH = etree.XPath("//*[@class or @id] | //nav | //footer | //aside | /
 
 # The attributes themselves are found much faster than the elements that have them.
 _HIDDEN_ATTR_XPATH = etree.XPath("//@hidden | //@style")
+# The same node-set as _HIDDEN_XPATH, the elements reached from their attributes.
+_HIDDEN_PARENTS_XPATH = etree.XPath(
+    "//@hidden/.. | //@style/.. | //thead[not(ancestor::table)] | //tbody[not(ancestor::table)]"
+)
+
+
+def _stray_table_part(root: HtmlElement) -> bool:
+    """Return True when the page has a <thead> or <tbody> outside any <table>."""
+    for part in root.getroottree().getroot().iter("thead", "tbody"):
+        if next(part.iterancestors("table"), None) is None:
+            return True
+    return False
 
 
 def _hidden_candidates(root: HtmlElement) -> list[HtmlElement]:
     """Return the elements `_HIDDEN_XPATH` selects, in page order."""
-    if next(root.getroottree().getroot().iter("thead", "tbody"), None) is not None:
-        return _HIDDEN_XPATH(root)
+    if _stray_table_part(root):
+        return _HIDDEN_PARENTS_XPATH(root)
     found: list[HtmlElement] = []
     last = None
     for attribute in _HIDDEN_ATTR_XPATH(root):
@@ -169,7 +181,7 @@ def chrome_elements(
 
 def _inside(element: HtmlElement, containers: set[HtmlElement]) -> bool:
     """Return True when `element` lies below one of `containers`."""
-    return any(ancestor in containers for ancestor in element.iterancestors())
+    return not containers.isdisjoint(element.iterancestors())
 
 
 def _disposable_inside_body(element: HtmlElement) -> bool:
@@ -197,7 +209,7 @@ class LineKind(Enum):
 @lru_cache(maxsize=16384)
 def norm(text: str) -> str:
     """Return the matching form of a line (`normalize_text`), cached: markers repeat a lot."""
-    return normalize_text(text)
+    return normalize_line(text)
 
 
 def norm_head(text: str, limit: int = 160) -> str:
@@ -273,6 +285,24 @@ _SPAM_WEAK = re.compile(
     r"福利|女优|少妇|午夜|制服|综合网"
 )
 _LIST_SEPARATORS = re.compile(r"[,，、|｜/;；]+")
+# Whether _SPAM_STRONG matches, found faster: its Chinese words need no IGNORECASE (no
+# character but itself matches a CJK ideograph in any case), which makes the engine try
+# every alternative at every character; only its "av" words do, and they need an a or A.
+_SPAM_STRONG_CJK = re.compile(
+    "|".join(word for word in _SPAM_STRONG.pattern.split("|") if "av" not in word)
+)
+_SPAM_STRONG_AV = re.compile(
+    "|".join(word for word in _SPAM_STRONG.pattern.split("|") if "av" in word), re.IGNORECASE
+)
+# A character _PUNCT does not match: a line has some when its bare form is not empty.
+_WORD_CHAR = re.compile(r"[^\s\W_]")
+
+
+def _strong_spam(text: str) -> bool:
+    """Return `_SPAM_STRONG.search(text) is not None`."""
+    if _SPAM_STRONG_CJK.search(text) is not None:
+        return True
+    return ("a" in text or "A" in text) and _SPAM_STRONG_AV.search(text) is not None
 
 
 def is_spam(line: str) -> bool:
@@ -296,6 +326,12 @@ def _is_widget(text: str) -> bool:
     return len(text) <= 60 and bool(_WIDGET_WORD.search(text)) and not _WIDGET.sub("", text)
 
 
+@lru_cache(maxsize=4096)
+def _bare(text: str) -> str:
+    """Return a short matching-form line without spaces and punctuation, cached: headers repeat."""
+    return _PUNCT.sub("", text)
+
+
 def is_end_line(line: str) -> bool:
     """Return True when `line` ends the body: `classify_line(line) is LineKind.END`, checked alone."""
     if len(line) > 400:
@@ -303,20 +339,23 @@ def is_end_line(line: str) -> bool:
     text = norm_head(line, 400)
     if len(text) > 120:
         return False
-    bare = _PUNCT.sub("", text)
+    bare = _bare(text)
     return bool(bare) and (bare in _END_HEADINGS or _END_PREFIX.match(bare) is not None)
 
 
 def classify_line(line: str) -> LineKind:
     """Return whether a line belongs in the body (TEXT), is dropped, is spam, or ends the body."""
     text = norm_head(line, 400)
-    bare = _PUNCT.sub("", text)
-    if not bare:
-        return LineKind.DROP if len(text) <= 3 else LineKind.TEXT
     short = len(text) <= 120 and len(line) <= 400
-    if short and (bare in _END_HEADINGS or _END_PREFIX.match(bare)):
-        return LineKind.END
-    if _SPAM_STRONG.search(text) and is_spam(line):
+    if short:
+        bare = _bare(text)
+        if not bare:
+            return LineKind.DROP if len(text) <= 3 else LineKind.TEXT
+        if bare in _END_HEADINGS or _END_PREFIX.match(bare):
+            return LineKind.END
+    elif _WORD_CHAR.search(text) is None:  # its bare form is empty; only that matters
+        return LineKind.DROP if len(text) <= 3 else LineKind.TEXT
+    if _strong_spam(text) and is_spam(line):
         return LineKind.SPAM
     if not short:
         return LineKind.TEXT

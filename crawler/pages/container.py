@@ -218,16 +218,18 @@ def find_by_anchors(
 
     `rows` are the page's `element_rows`, when already read.
     """
-    page = root.find("body")
-    page_size = _text_size(page if page is not None else root)
     found = _candidates(root, anchors, rows)
     sizes: dict[HtmlElement, int] = {}
+    page_size = -1  # measured when first needed: only untrusted anchors compare with it
     for anchor in anchors:
         matches = found.get(anchor.name, [])
         if not matches:
             continue
         if anchor.gated:
             matches = [m for m in matches if _gate(m)[0] is not None]
+        if not anchor.trusted and page_size < 0 and matches:
+            page = root.find("body")
+            page_size = _text_size(page if page is not None else root)
         matches = [m for m in matches if _acceptable(m, anchor.trusted, page_size, sizes)]
         if not matches:
             continue

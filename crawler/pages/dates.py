@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
+
+from crawler.normalize import nfkc
 
 CST = ZoneInfo("Asia/Shanghai")
 
@@ -85,7 +86,7 @@ def _replace_cn_date(match: re.Match[str]) -> str:
 
 def _prepare(text: str) -> str:
     """Return `text` with full-width forms folded and Chinese-numeral dates in digits."""
-    text = unicodedata.normalize("NFKC", text)
+    text = nfkc(text)
     if "年" in text and "月" in text:
         text = _CN_DATE.sub(_replace_cn_date, text)
     return text
@@ -93,20 +94,22 @@ def _prepare(text: str) -> str:
 
 def _parts_from(match: re.Match[str], year: int | None) -> DateParts | None:
     """Return the validated DateParts of a regex match, or None when the values are impossible."""
-    month, day = int(match.group("month")), int(match.group("day"))
+    month_text, day_text, hour_text, minute_text, second_text, ampm_text, tz = match.group(
+        "month", "day", "hour", "minute", "second", "ampm", "tz"
+    )
+    month, day = int(month_text), int(day_text)
     hour = minute = second = 0
     precision = 0
     offset: int | None = None
-    if match.group("hour") is not None:
-        hour, minute = int(match.group("hour")), int(match.group("minute"))
+    if hour_text is not None:
+        hour, minute = int(hour_text), int(minute_text)
         precision = 2
-        if match.group("second") is not None:
-            second = int(match.group("second"))
+        if second_text is not None:
+            second = int(second_text)
             precision = 3
-        ampm = (match.group("ampm") or "").lower()
+        ampm = (ampm_text or "").lower()
         if ampm in ("下午", "晚上", "pm") and hour < 12 or ampm == "中午" and hour < 11:
             hour += 12
-        tz = match.group("tz")
         if tz:
             if tz == "Z":
                 offset = 0

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from urllib.parse import urljoin, urlsplit
+import re
+from functools import lru_cache
+from urllib.parse import urljoin, urlparse, urlsplit
 
 import lxml.html
 from lxml import etree
 from lxml.html import HtmlElement
 
+# collect_ids=False: no table of id attributes is built, which only the XPath id() function
+# (used nowhere) reads.
 _PARSER = lxml.html.HTMLParser(
-    encoding="utf-8", remove_comments=True, remove_pis=True, no_network=True, recover=True
+    encoding="utf-8",
+    remove_comments=True,
+    remove_pis=True,
+    no_network=True,
+    recover=True,
+    collect_ids=False,
 )
 # lxml.html picks an element class per tag through a Python callback, about a microsecond per
 # element each time a node is touched; one C-level default class keeps the HtmlElement API
@@ -24,11 +33,17 @@ _PARSER.set_element_class_lookup(
 )
 
 
-def parse_html(text: str) -> HtmlElement | None:
-    """Return the root <html> element of `text`, or None when nothing parseable is left."""
+def parse_html(text: str, utf8: bytes | None = None) -> HtmlElement | None:
+    """Return the root <html> element of `text`, or None when nothing parseable is left.
+
+    `utf8`, when given, is `text` encoded as UTF-8 already (see `decode_html_utf8`).
+    """
     if not text or not text.strip():
         return None
-    data = text.replace("\x00", "").encode("utf-8", "replace")
+    if utf8 is not None and b"\x00" not in utf8:
+        data = utf8
+    else:
+        data = text.replace("\x00", "").encode("utf-8", "replace")
     try:
         root = lxml.html.document_fromstring(data, parser=_PARSER)
     except (etree.ParserError, etree.XMLSyntaxError, ValueError):
@@ -85,6 +100,50 @@ def base_url(root: HtmlElement, url: str) -> str:
     return url
 
 
+# A path-only reference: no scheme, authority, parameters, query or fragment (no ":;?#"),
+# nothing urlsplit strips or removes (control characters, spaces), not "//" first.
+_PLAIN_PATH = re.compile(r"(?!//)[^\x00-\x20:;?#]+")
+
+
+@lru_cache(maxsize=256)
+def _http_base(base: str) -> tuple[str, str, str] | None:
+    """Return the scheme, host and path of an http(s) `base` with a host, else None."""
+    try:
+        scheme, netloc, path = urlparse(base)[:3]
+    except ValueError:
+        return None
+    return (scheme, netloc, path) if scheme in ("http", "https") and netloc else None
+
+
+def _join_plain_path(base: tuple[str, str, str], path: str) -> str:
+    """Return `urljoin` of a _PLAIN_PATH against an http(s) base (its scheme, host, path).
+
+    The steps urllib's urljoin takes for such a reference (dot segments resolved as in
+    RFC 3986), without parsing the reference, nor the result again to check it; a test
+    compares the two on many references.
+    """
+    scheme, netloc, base_path = base
+    if path[:1] == "/":
+        segments = path.split("/")
+    else:
+        base_segments = base_path.split("/")
+        if base_segments[-1] != "":
+            del base_segments[-1]
+        segments = base_segments + path.split("/")
+        segments[1:-1] = filter(None, segments[1:-1])
+    resolved: list[str] = []
+    for segment in segments:
+        if segment == "..":
+            if resolved:
+                resolved.pop()
+        elif segment != ".":
+            resolved.append(segment)
+    if segments[-1] in (".", ".."):
+        resolved.append("")
+    joined = "/".join(resolved) or "/"
+    return f"{scheme}://{netloc}{joined if joined[:1] == '/' else '/' + joined}"
+
+
 def absolute_http_url(base: str, href: str | None) -> str | None:
     """Return `href` resolved against `base` without its fragment, or None unless it is http(s)."""
     if not href:
@@ -92,6 +151,10 @@ def absolute_http_url(base: str, href: str | None) -> str | None:
     href = href.strip().replace("\\", "/")
     if not href or href.startswith(("#", "javascript:", "mailto:", "tel:", "data:")):
         return None
+    if _PLAIN_PATH.fullmatch(href):
+        http_base = _http_base(base)
+        if http_base is not None:
+            return _join_plain_path(http_base, href)
     try:
         absolute = urljoin(base, href)
         parts = urlsplit(absolute)
@@ -105,6 +168,11 @@ def absolute_http_url(base: str, href: str | None) -> str | None:
 def node_text(element: HtmlElement) -> str:
     """Return the whitespace-collapsed text content of `element`."""
     try:
+        if type(element) is HtmlElement and not len(element):
+            # No child node but text (as most links): that text is all of text_content(),
+            # which an XPath evaluation would return.
+            text = element.text
+            return " ".join(text.split()) if text else ""
         return " ".join(element.text_content().split())
     except (ValueError, TypeError):
         return ""

@@ -121,15 +121,14 @@ def _try(html: bytes, codec: str) -> str | None:
     return text if _error_share(text) <= _TOLERATED_ERRORS else None
 
 
-def _is_valid_utf8_with_wide_chars(html: bytes) -> bool:
-    """Return True when `html` is valid UTF-8 and contains multi-byte characters."""
+def _utf8_with_wide_chars(html: bytes) -> str | None:
+    """Return `html` decoded when it is valid UTF-8 and contains multi-byte characters, else None."""
     if html.isascii():
-        return False
+        return None
     try:
-        html.decode("utf-8")
+        return html.decode("utf-8")
     except UnicodeDecodeError:
-        return False
-    return True
+        return None
 
 
 def _detect(html: bytes) -> str | None:
@@ -149,13 +148,25 @@ def decode_html(
     html: bytes, headers: Mapping[Any, Any] | None = None, declared: str | None = None
 ) -> tuple[str, str]:
     """Return the text of `html` and the encoding used to decode it."""
+    text, codec, _ = decode_html_utf8(html, headers, declared)
+    return text, codec
+
+
+def decode_html_utf8(
+    html: bytes, headers: Mapping[Any, Any] | None = None, declared: str | None = None
+) -> tuple[str, str, bytes | None]:
+    """Return `decode_html`'s text and encoding, and `html` when the text is its UTF-8 decoding.
+
+    The third value (else None) is the text's UTF-8 encoding, which the parser then reads
+    without encoding the text again.
+    """
     if not html:
-        return "", "utf-8"
+        return "", "utf-8", None
     if isinstance(html, str):
-        return html, "utf-8"
+        return html, "utf-8", None
     for bom, codec in _BOMS:
         if html.startswith(bom):
-            return html.decode(codec, "replace"), codec
+            return html.decode(codec, "replace"), codec, None
     candidates: list[str] = []
     for name in (declared, header_charset(headers), meta_charset(html)):
         codec = canonical_charset(name)
@@ -163,22 +174,23 @@ def decode_html(
             candidates.append(codec)
     # Valid multi-byte UTF-8 practically never arises by chance from GBK or Big5 text,
     # so it beats any declaration (sites that switched to UTF-8 often keep an old <meta>).
-    if _is_valid_utf8_with_wide_chars(html):
-        return html.decode("utf-8"), "utf-8"
+    utf8 = _utf8_with_wide_chars(html)
+    if utf8 is not None:
+        return utf8, "utf-8", html if type(html) is bytes else None
     for codec in candidates:
         if codec in _NEVER_FAIL and not html.isascii():
             continue
         text = _try(html, codec)
         if text is not None:
-            return text, codec
+            return text, codec, None
     detected = _detect(html)
     if detected and detected not in _NEVER_FAIL:
         text = _try(html, detected)
         if text is not None:
-            return text, detected
+            return text, detected, None
     for codec in ("gb18030", "big5hkscs"):
         text = _try(html, codec)
         if text is not None:
-            return text, codec
+            return text, codec, None
     fallback = next((c for c in candidates if c not in _NEVER_FAIL), None) or "gb18030"
-    return html.decode(fallback, "replace"), fallback
+    return html.decode(fallback, "replace"), fallback, None

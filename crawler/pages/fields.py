@@ -297,7 +297,7 @@ def find_doc_number(title: str, labelled: Sequence[str], leading: Sequence[str])
             match = _DOC_NUMBER.match(text, label.end())
             if match:
                 return _tidy_number(match.group(0))
-    match = _DOC_NUMBER.search(strip_pinyin(title))
+    match = _DOC_NUMBER.search(strip_pinyin(title)) if "号" in title or "號" in title else None
     if match:
         return _tidy_number(match.group(0))
     for line in leading:

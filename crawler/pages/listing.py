@@ -16,7 +16,7 @@ from lxml.html import HtmlElement
 from crawler.pages.clean import drop_invisible
 from crawler.pages.dates import CST, as_cst, find_year_hint, match_date, resolve
 from crawler.pages.document import absolute_http_url, base_url, node_text, parse_html
-from crawler.pages.encoding import decode_html, header_value
+from crawler.pages.encoding import decode_html_utf8, header_value
 from crawler.pages.model import ListEntry, ListPage
 
 log = logging.getLogger(__name__)
@@ -65,11 +65,12 @@ def _link_title(link: HtmlElement) -> str:
 def _row_text(row: HtmlElement, link: HtmlElement) -> str:
     """Return the text of a list row without the text of the post link itself."""
     parts: list[str] = []
+    below_link = set(link.iterdescendants()) if len(link) else ()
     for node in row.iter():
         if node is link:
             parts.append(" ")
             continue
-        if any(ancestor is link for ancestor in node.iterancestors()):
+        if node in below_link:
             continue
         if node.text and node is not link:
             parts.append(node.text)
@@ -243,13 +244,13 @@ def parse_list_strict(
     """Return the ListPage of `html` (see parse_list), letting every error propagate."""
     article_re = re.compile(article_pattern)
     list_re = re.compile(list_pattern) if list_pattern else None
-    text, _ = decode_html(html or b"", headers, encoding)
+    text, _, utf8 = decode_html_utf8(html or b"", headers, encoding)
     content_type = (header_value(headers, "content-type") or "").lower()
     if "json" in content_type or text.lstrip()[:1] in ("{", "["):
         page = _parse_json_list(url, text, article_re)
         if page is not None:
             return page
-    root = parse_html(text)
+    root = parse_html(text, utf8)
     if root is None:
         return ListPage(url=url)
     drop_invisible(root)

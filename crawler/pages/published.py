@@ -42,7 +42,6 @@ _PUBLISH_LABEL = re.compile(
 )
 # Dates of writing or revision: the post's own date only when no publish date is shown.
 _OTHER_LABEL = re.compile(r"(?:成文|印[发發]|[发發]文|更新|生成)\s*(?:日期|[时時][间間])\s*[:：]?")
-_LABEL_CHARS = re.compile(r"[期间間]")
 _WEAK_LABEL = re.compile(r"(?:日期|[时時][间間])\s*[:：]")
 _YEAR = re.compile(r"(?:19|20)\d{2}")
 # WeChat articles carry their publish time only in a script: var ct = "1724144700";
@@ -60,11 +59,13 @@ def script_times(html_text: str) -> list[datetime]:
     return times
 
 
-def _after_label(line: str, pattern: re.Pattern[str]) -> DateParts | None:
-    """Return the date written right after a label matched by `pattern` in `line`, or None."""
-    if not _LABEL_CHARS.search(line):
-        return None
-    text = strip_pinyin(line)
+def _has_label_chars(line: str) -> bool:
+    """Return True when `line` has 期, 间 or 間, one of which every date label has."""
+    return "期" in line or "间" in line or "間" in line
+
+
+def _date_after_label(text: str, pattern: re.Pattern[str]) -> DateParts | None:
+    """Return the date right after a label matched by `pattern` in a line without pinyin, or None."""
     for label in pattern.finditer(text):
         parts = match_date(text[label.end() : label.end() + 40])
         if parts is not None:
@@ -123,20 +124,16 @@ class DateEvidence:
             parts = match_date(self.meta.get(key, ""))
             if parts is not None:
                 found.append(parts)
-        # Lines without 期/间 hold no label: leave them out of the three label passes.
-        labelled = [
-            ln
-            for ln in (*self.header_lines, *self.leading_body, *self.trailing)
-            if _LABEL_CHARS.search(ln)
+        # Lines without 期/间 hold no label: leave them out of the three label passes, which
+        # read each line without its pinyin annotations.
+        header = [strip_pinyin(ln) for ln in self.header_lines if _has_label_chars(ln)]
+        labelled = header + [
+            strip_pinyin(ln) for ln in (*self.leading_body, *self.trailing) if _has_label_chars(ln)
         ]
-        passes = (
-            (labelled, _PUBLISH_LABEL),
-            (labelled, _OTHER_LABEL),
-            ([ln for ln in self.header_lines if _LABEL_CHARS.search(ln)], _WEAK_LABEL),
-        )
-        for lines, pattern in passes:
-            for line in lines:
-                parts = _after_label(line, pattern)
+        passes = ((labelled, _PUBLISH_LABEL), (labelled, _OTHER_LABEL), (header, _WEAK_LABEL))
+        for texts, pattern in passes:
+            for text in texts:
+                parts = _date_after_label(text, pattern)
                 if parts is not None:
                     found.append(parts)
         for line in [*self.near_title, *self.leading_body]:

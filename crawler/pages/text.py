@@ -35,7 +35,6 @@ _INVISIBLE = re.compile(r"[\u200b\u200c\u200d\u2060\ufeff\u00ad]")
 # Marks a boundary between table cells; unlike a source line break it always becomes a space.
 CELL_SEP = "\x1f"
 _LAYOUT_CELL_TEXT = 300
-_SPACES = re.compile(r"[\s\u3000\xa0]+")
 
 
 class Line(NamedTuple):
@@ -48,15 +47,7 @@ class Line(NamedTuple):
 
 def clean_line(raw: str) -> str:
     """Return `raw` with invisible characters removed and whitespace collapsed."""
-    if raw.isspace():
-        # Only whitespace (CELL_SEP included): nothing survives the collapse and strip below.
-        return ""
-    raw = _INVISIBLE.sub("", raw)
-    if "\n" in raw:
-        raw = _CJK_BREAK.sub("", raw)
-    if CELL_SEP in raw:
-        raw = raw.replace(CELL_SEP, " ")
-    return _SPACES.sub(" ", raw).strip()
+    return _collapse(_without_invisible(raw))
 
 
 def _is_data_cell(cell: HtmlElement) -> bool:
@@ -79,12 +70,52 @@ _TAG_KIND = (
 )
 
 
-def _flush(parts: list[str], lines: list[Line], zone: int, chrome: int) -> None:
-    """Cut the pending fragments in `parts` into a line of `zone` (in chrome when `chrome` > 0)."""
-    text = clean_line("".join(parts))
+# Joins the raw lines of a page, so that invisible characters are looked for once: it is
+# no invisible character, and lxml never holds it in text (XML forbids it).
+_LINE_SEP = "\x00"
+_INVISIBLE_CHARS = "\u200b\u200c\u200d\u2060\ufeff\u00ad"  # what _INVISIBLE matches
+
+
+def _without_invisible(text: str) -> str:
+    """Return `text` without the characters `_INVISIBLE` matches."""
+    if not text.isascii() and any(char in text for char in _INVISIBLE_CHARS):
+        return _INVISIBLE.sub("", text)
+    return text
+
+
+def _collapse(line: str) -> str:
+    """Return a line without invisible characters with its CJK line breaks removed, spaces folded.
+
+    The same as removing `_CJK_BREAK`, turning CELL_SEP into a space, replacing each run of
+    `[\\s\\u3000\\xa0]` by one space and stripping; but a regular expression scans a character
+    at a time, and most lines need none: str.split folds exactly the whitespace `\\s` matches
+    (CELL_SEP, the ideographic and the no-break space included), and a break in leading or
+    trailing whitespace joins no CJK characters.
+    """
+    if "\n" in line:
+        line = line.strip()
+        if "\n" in line:
+            line = _CJK_BREAK.sub("", line)
+    return " ".join(line.split())
+
+
+def _clean_lines(raws: list[str]) -> list[str]:
+    """Return `[clean_line(raw) for raw in raws]`, looking for invisible characters once."""
+    joined = _LINE_SEP.join(raws)
+    if joined.count(_LINE_SEP) != len(raws) - 1:  # a line holds the separator: one by one
+        return [clean_line(raw) for raw in raws]
+    return [_collapse(line) for line in _without_invisible(joined).split(_LINE_SEP)]
+
+
+def _flush(
+    parts: list[str], raws: list[str], places: list[tuple[int, bool]], zone: int, chrome: int
+) -> None:
+    """Cut the pending fragments in `parts` into a raw line of `zone` (in chrome when `chrome` > 0)."""
+    raw = "".join(parts)
     parts.clear()
-    if text:
-        lines.append(Line(text, zone, chrome > 0))
+    if not raw.isspace():  # only whitespace: nothing survives clean_line
+        raws.append(raw)
+        places.append((zone, chrome > 0))
 
 
 def text_lines(
@@ -100,7 +131,9 @@ def text_lines(
     Lines inside `chrome` elements (navigation, share bars, footers) are flagged, not dropped:
     they may still show the publish date or source.
     """
-    lines: list[Line] = []
+    # Raw lines and their (zone, in chrome) places, cleaned all together at the end.
+    raws: list[str] = []
+    places: list[tuple[int, bool]] = []
     parts: list[str] = []
     add = parts.append
     zone = PRE
@@ -136,7 +169,7 @@ def text_lines(
                     new_zone = BODY if gate_open else (POST if seen_body else PRE)
                     if new_zone != zone:
                         if parts:
-                            _flush(parts, lines, zone, chrome_depth)
+                            _flush(parts, raws, places, zone, chrome_depth)
                         zone = new_zone
                 if element is start_marker or (element is end_marker and gate_open):
                     gate_open = element is start_marker
@@ -144,11 +177,11 @@ def text_lines(
                     new_zone = BODY if inside and gate_open else (POST if seen_body else PRE)
                     if new_zone != zone:
                         if parts:
-                            _flush(parts, lines, zone, chrome_depth)
+                            _flush(parts, raws, places, zone, chrome_depth)
                         zone = new_zone
                 if element in chrome_set:
                     if parts:
-                        _flush(parts, lines, zone, chrome_depth)
+                        _flush(parts, raws, places, zone, chrome_depth)
                     chrome_depth += 1
             kind = _TAG_KIND.get(tag)
             if kind is not None:
@@ -163,7 +196,7 @@ def text_lines(
                     if parts:
                         add(CELL_SEP)
                 elif parts:
-                    _flush(parts, lines, zone, chrome_depth)
+                    _flush(parts, raws, places, zone, chrome_depth)
             text = element.text
             if text and (parts or not text.isspace()):
                 add(text)
@@ -184,11 +217,11 @@ def text_lines(
                     if parts:
                         add(CELL_SEP)
                 elif parts:
-                    _flush(parts, lines, zone, chrome_depth)
+                    _flush(parts, raws, places, zone, chrome_depth)
             if element in watched:
                 if element in chrome_set:
                     if parts:
-                        _flush(parts, lines, zone, chrome_depth)
+                        _flush(parts, raws, places, zone, chrome_depth)
                     chrome_depth -= 1
                 if element in container_set:
                     inside -= 1
@@ -197,7 +230,7 @@ def text_lines(
                     new_zone = BODY if inside and gate_open else (POST if seen_body else PRE)
                     if new_zone != zone:
                         if parts:
-                            _flush(parts, lines, zone, chrome_depth)
+                            _flush(parts, raws, places, zone, chrome_depth)
                         zone = new_zone
             if element is not root:
                 tail = element.tail
@@ -208,5 +241,9 @@ def text_lines(
             if tail and (parts or not tail.isspace()):
                 add(tail)
     if parts:
-        _flush(parts, lines, zone, chrome_depth)
-    return lines
+        _flush(parts, raws, places, zone, chrome_depth)
+    return [
+        Line(text, zone, chrome)
+        for text, (zone, chrome) in zip(_clean_lines(raws), places, strict=True)
+        if text
+    ]
