@@ -288,9 +288,14 @@ def _names_in(sentence: Sentence) -> list[str]:
     return [canonical_name(name) for _, _, name in sorted(chosen)]
 
 
-def extract_parties(title: str, text: str) -> list[str]:
-    """Return the cooperating organisations of a post, canonical names, most relevant first."""
-    sentences = split_sentences(title or "", text or "", lead_chars=0)
+def extract_parties(title: str, text: str, sentences: list[Sentence] | None = None) -> list[str]:
+    """Return the cooperating organisations of a post, canonical names, most relevant first.
+
+    `sentences` may be the post's `split_sentences` made for topic matching (whatever their
+    lead): only their text and which is the title count here.
+    """
+    if sentences is None:
+        sentences = split_sentences(title or "", text or "", lead_chars=0)
     scores: dict[str, float] = {}
     first: dict[str, int] = {}
     used = 0

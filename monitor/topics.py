@@ -242,13 +242,24 @@ class TopicSet:
         data = json.dumps(self.spec.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(data.encode("utf-8")).hexdigest()[:16]
 
-    def classify(self, title: str, text: str) -> list[TopicMatch]:
-        """Return the topics the post matches, best score first (empty when none)."""
+    def sentences(self, title: str, text: str) -> list[Sentence]:
+        """Return the post's sentences as `classify` reads them (normalised, lead marked)."""
+        lead = max((topic.spec.lead_chars for topic in self.topics), default=0)
+        return split_sentences(title or "", text or "", lead)
+
+    def classify(
+        self, title: str, text: str, sentences: list[Sentence] | None = None
+    ) -> list[TopicMatch]:
+        """Return the topics the post matches, best score first (empty when none).
+
+        `sentences` is `self.sentences(title, text)` when the caller has it already.
+        """
         if not self.topics:
             return []
         seg = segmenter()
         lead = max(topic.spec.lead_chars for topic in self.topics)
-        sentences = split_sentences(title or "", text or "", lead)
+        if sentences is None:
+            sentences = split_sentences(title or "", text or "", lead)
         matches = []
         for topic in self.topics:
             if topic.spec.lead_chars != lead:

@@ -7,9 +7,8 @@ import math
 import re
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from crawler.normalize import normalize_text
 
@@ -21,9 +20,11 @@ _CJK = re.compile(r"[\u3400-\u9fff]")
 _WINDOW = 6
 
 
-@dataclass(frozen=True)
-class Sentence:
-    """One sentence: its original text, its normalised form, and where it stands."""
+class Sentence(NamedTuple):
+    """One sentence: its original text, its normalised form, and where it stands.
+
+    A named tuple: the cheapest immutable record to make, and every post makes several.
+    """
 
     original: str
     norm: str

@@ -183,3 +183,117 @@ def test_signatures_are_the_values_datasketch_gives_for_the_same_shingles() -> N
         want.update_batch([s.encode("utf-8") for s in shingles])
         assert np.array_equal(np.asarray(got.hashvalues), np.asarray(want.hashvalues)), title
         assert from_bytes(to_bytes(got)).jaccard(want) == 1.0
+
+
+def test_bands_permutations_and_band_keys_are_datasketchs() -> None:
+    """The runtime does without datasketch (and SciPy): its parameters are written out here."""
+    import numpy as np
+    from datasketch import MinHash, MinHashLSH
+
+    from monitor.stories import BANDS, NUM_PERM, ROWS, SCHEME, SEED, _permutations
+
+    lsh = MinHashLSH(threshold=SIMILARITY, num_perm=NUM_PERM)
+    assert (lsh.b, lsh.r) == (BANDS, ROWS)
+    want = MinHash(num_perm=NUM_PERM, seed=SEED, scheme=SCHEME).permutations
+    got = _permutations()
+    assert all(np.array_equal(g, w) and g.dtype == w.dtype for g, w in zip(got, want, strict=True))
+    minhash = signature(STORY_TITLE, "\n".join(STORY))
+    assert minhash is not None
+    keys = StoryIndex()._band_keys(minhash)
+    assert keys == [lsh._H(minhash.hashvalues[start:end]) for start, end in lsh.hashranges]
+
+
+def _variants() -> list[tuple[str, str]]:
+    """Return posts made from one template: many share LSH bands, some are equal (ties)."""
+    import random
+
+    rng = random.Random(7)
+    words = ["合作", "协议", "生物", "医药", "研究", "中心", "创新", "成果", "转化", "平台"]
+    words += ["企业", "高校", "联合", "实验室", "项目", "签约"]
+    base = ["".join(rng.choice(words) for _ in range(30)) for _ in range(4)]
+    posts = []
+    for number in range(120):
+        lines = [
+            line if rng.random() < 0.8 else "".join(rng.choice(words) for _ in range(30))
+            for line in base
+        ]
+        posts.append((f"标题{number % 7}", "。\n".join(lines)))
+    return posts
+
+
+def test_most_similar_is_the_closest_lsh_candidate_earliest_first() -> None:
+    """Against datasketch's LSH candidates, scored one by one: same post, same similarity."""
+    import numpy as np
+    from datasketch import MinHash, MinHashLSH
+
+    from monitor.stories import NUM_PERM, SCHEME
+
+    def theirs(values: np.ndarray) -> MinHash:
+        return MinHash(num_perm=NUM_PERM, seed=1, hashvalues=values, scheme=SCHEME)
+
+    index = StoryIndex()
+    lsh = MinHashLSH(threshold=SIMILARITY, num_perm=NUM_PERM)
+    answers = ties = 0
+    for article_id, (title, body) in enumerate(_variants(), start=1):
+        minhash = signature(title, body)
+        assert minhash is not None
+        query = theirs(minhash.hashvalues)
+        previous = article_id - 1  # excluded, as a post is when it is indexed already
+        scored = sorted(
+            (-query.jaccard(theirs(index.matrix[index.rows[found]])), found)
+            for found in lsh.query(query)
+            if found != previous
+        )
+        want = (scored[0][1], -scored[0][0]) if scored and -scored[0][0] >= SIMILARITY else None
+        assert index.most_similar(minhash, exclude=previous) == want
+        answers += want is not None
+        ties += len(scored) > 1 and scored[0][0] == scored[1][0]
+        index.add(article_id, minhash, article_id)
+        lsh.insert(article_id, query)
+    assert answers > 80 and ties > 20
+
+
+def test_signature_from_topic_sentences_equals_the_whole_texts() -> None:
+    """Alerting signs a post from the sentences topic matching normalised: the same values."""
+    import random
+
+    import numpy as np
+
+    from monitor.stories import sentences_signature
+    from monitor.topics_text import split_sentences
+
+    body = "\n".join(STORY)
+    posts = [
+        (STORY_TITLE, body),
+        (REPOST_TITLE, _traditional("\n".join(REPOST))),
+        ("網(wǎng)站", "網(wǎng)！(wǎng)站；（zhàn）新聞。”\n(hàn)漢字（完）！？!?;；"),
+        (
+            "  ",
+            "Ａｂｃ１２３　全角字母，e\u0301 à la carte！\u0301é。\n\n  \u3000 第二段 \t 文字。"
+            * 3,
+        ),
+        ("", "一行\n二行\r\n三行。“引号。”下一句！」又一句？』" * 4),
+        ("标题（InnoPort@Shanghai）", "⒜⑴㈱ ＫＭ 乾隆年間，覆蓋面廣；瞭解情況。" * 4),
+        ("短", "太短"),
+    ]
+    pieces = [
+        *"網絡乾隆瞭解覆蓋发展汉字Ａｂ１é",
+        "\u0301",
+        "(wǎng)",
+        "（hàn）",
+        "。",
+        "！",
+        "?",
+        "；",
+    ]
+    pieces += ["\n", " ", "\u3000", "\t", "”", "」", '"', "⒜", "⑴", "乾隆年間", "瞭解到", "覆"]
+    rng = random.Random(11)
+    for _ in range(300):
+        posts.append(("".join(rng.choices(pieces, k=8)), "".join(rng.choices(pieces, k=80))))
+    for title, text_ in posts:
+        whole = signature(title, text_)
+        parts = sentences_signature([s.norm for s in split_sentences(title, text_, 300)])
+        if whole is None:
+            assert parts is None, title
+        else:
+            assert parts is not None and np.array_equal(parts.hashvalues, whole.hashvalues), title
