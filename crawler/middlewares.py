@@ -11,6 +11,9 @@
 - `ResponseGuardMiddleware` refuses pages that cannot be an HTML page: an empty 200, binary
   content (random bytes, archives, images) whatever the Content-Type claims, and pages with
   more elements than extraction can get through quickly (PAGE_MAX_TAGS).
+- `StartRefererMiddleware` (a spider middleware) is Scrapy's start and referer spider
+  middlewares in one, so that the requests and items a callback returns pass one middleware
+  instead of two (crawler/settings.py).
 - `describe_failure` turns any failed request into the reason recorded against its source
   ("HTTP 500", "timed out after 30s", "page larger than 20 MB", "redirect loop ...").
 """
@@ -36,6 +39,7 @@ from scrapy.exceptions import (
 )
 from scrapy.http import Response
 from scrapy.robotstxt import RobotParser
+from scrapy.spidermiddlewares.referer import RefererMiddleware
 from scrapy.utils.defer import maybe_deferred_to_future
 from scrapy.utils.httpobj import urlparse_cached
 from twisted.internet.defer import Deferred
@@ -67,6 +71,24 @@ _NOT_PAGE_TYPES = ("image/", "audio/", "video/", "font/", "application/pdf", "ap
 _CONTROL = frozenset(range(0x20)) - {0x09, 0x0A, 0x0C, 0x0D, 0x1B} | {0x7F}
 _CONTROL_BYTES = bytes(sorted(_CONTROL))
 _CONTROL_SHARE = 0.02
+
+
+class StartRefererMiddleware(RefererMiddleware):
+    """Scrapy's RefererMiddleware that also marks start requests (`is_start_request`), as
+    Scrapy's StartSpiderMiddleware does, which the settings turn off.
+
+    Each spider middleware runs over every request and item a callback returns: one doing
+    both jobs spares a pass over about twenty thousand outputs in a ten-thousand-post crawl.
+    It sits in the referer middleware's place (700): start requests are marked there rather
+    than at 25, which only middlewares placed between the two could tell apart.
+    """
+
+    def get_processed_request(self, request: Request, response: Response | None) -> Request | None:
+        """Mark a start request; give any other request its Referer header (REFERRER_POLICY)."""
+        if response is None:
+            request.meta.setdefault("is_start_request", True)
+            return request
+        return super().get_processed_request(request, response)
 
 
 class LinkRefused(IgnoreRequest):

@@ -53,10 +53,14 @@ EXTRACT_WORKERS = None
 # (the spiders bound a column walk by `max_pages`, not by link depth; DEPTH_LIMIT is unused),
 # URL length (the link policy refuses URLs over URLLENGTH_LIMIT itself, crawler/linkpolicy.py)
 # and the meta-copy warning (a development aid; the spiders build every request's meta).
+# Scrapy's start and referer middlewares are one here (crawler/middlewares.py).
 SPIDER_MIDDLEWARES = {
     "scrapy.spidermiddlewares.depth.DepthMiddleware": None,
     "scrapy.spidermiddlewares.urllength.UrlLengthMiddleware": None,
     "scrapy.spidermiddlewares.metacopy.MetaCopyDetectionMiddleware": None,
+    "scrapy.spidermiddlewares.start.StartSpiderMiddleware": None,
+    "scrapy.spidermiddlewares.referer.RefererMiddleware": None,
+    "crawler.middlewares.StartRefererMiddleware": 700,
 }
 # Scrapy parses the source of every generator callback to warn about `return value` in it.
 WARN_ON_GENERATOR_RETURN_VALUE = False
