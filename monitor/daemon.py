@@ -154,7 +154,8 @@ class Daemon:
         """Classify and deliver stored versions every FOLLOW_SECONDS until `crawl_done` is set."""
         _lower_thread_priority(FOLLOW_NICE)
         try:
-            warm_up(self.topics)
+            with self._outbox_lock:  # the caches it fills are the classifier's
+                warm_up(self.topics)
         except Exception:
             logger.exception("warming up the classifier failed; it loads on first use instead")
         while not crawl_done.wait(FOLLOW_SECONDS):
