@@ -259,7 +259,7 @@ class TopicSet:
         seg = segmenter()
         lead = max(topic.spec.lead_chars for topic in self.topics)
         if sentences is None:
-            sentences = split_sentences(title or "", text or "", lead)
+            sentences = self.sentences(title, text)
         matches = []
         for topic in self.topics:
             if topic.spec.lead_chars != lead:

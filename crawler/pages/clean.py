@@ -119,12 +119,14 @@ def _drop(element: HtmlElement) -> None:
 
 def boilerplate_attr(element: HtmlElement) -> bool:
     """Return True when the class or id of `element` names a navigation or decoration block."""
-    attrs = f"{element.get('class') or ''} {element.get('id') or ''}".strip()
-    return bool(attrs) and _boilerplate_attrs(attrs)
+    return _boilerplate_names(element.get("class"), element.get("id"))
 
 
-def _boilerplate_attrs(attrs: str) -> bool:
-    """Return True when a non-empty `class id` string names a navigation or decoration block."""
+def _boilerplate_names(classes: str | None, element_id: str | None) -> bool:
+    """Return True when a class and id name a navigation or decoration block."""
+    attrs = f"{classes or ''} {element_id or ''}".strip()
+    if not attrs:
+        return False
     if len(attrs) > 200:
         return _BOILERPLATE_ATTR.search(attrs) is not None
     return _boilerplate_attrs_cached(attrs)
@@ -132,7 +134,7 @@ def _boilerplate_attrs(attrs: str) -> bool:
 
 @lru_cache(maxsize=8192)
 def _boilerplate_attrs_cached(attrs: str) -> bool:
-    """Return `_boilerplate_attrs(attrs)` for a short string, cached: page templates repeat them."""
+    """Return whether a short `class id` string names a block, cached: page templates repeat them."""
     return _BOILERPLATE_ATTR.search(attrs) is not None
 
 
@@ -165,10 +167,8 @@ def chrome_elements(
             continue
         if not isinstance(tag, str) or element in protected:
             continue
-        if tag not in _BOILERPLATE_TAGS:
-            attrs = f"{classes or ''} {element_id or ''}".strip()
-            if not attrs or not _boilerplate_attrs(attrs):
-                continue
+        if tag not in _BOILERPLATE_TAGS and not _boilerplate_names(classes, element_id):
+            continue
         if (
             container_set
             and _inside(element, container_set)
