@@ -158,10 +158,12 @@ def _insert_new(
             }
         )
     connection = session.connection()
-    article_ids = _insert_returning_ids(connection, Article.__table__, rows)
+    article_ids = _insert_returning_ids(connection, Article.__table__, rows, "canonical_url")
     for version, article_id in zip(versions, article_ids, strict=True):
         version["article_id"] = article_id
-    version_ids = _insert_returning_ids(connection, ArticleVersion.__table__, versions)
+    version_ids = _insert_returning_ids(
+        connection, ArticleVersion.__table__, versions, "article_id"
+    )
     return [
         (index, StoreResult("new", article_id, version_id))
         for index, article_id, version_id in zip(indexes, article_ids, version_ids, strict=True)
@@ -169,11 +171,19 @@ def _insert_new(
 
 
 def _insert_returning_ids(
-    connection: Connection, table: Table, rows: list[dict[str, Any]]
+    connection: Connection, table: Table, rows: list[dict[str, Any]], key: str
 ) -> list[int]:
-    """Insert `rows` into `table` in one multi-row statement; return their ids, in row order."""
-    statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
-    return list(connection.execute(statement, rows).scalars())
+    """Insert `rows` into `table` in multi-row statements; return their ids, in row order.
+
+    `key` is a column whose value is unique among `rows`: each id comes back beside its row's
+    key, so the order RETURNING gives the rows in does not matter. (Asking SQLAlchemy to sort
+    them instead, `sort_by_parameter_order`, makes it insert one row per statement on SQLite,
+    which cannot promise an order: two statements per article, a tenth of a crawl's storing.)
+    """
+    column = table.c[key]
+    statement = insert(table).returning(table.c.id, column)
+    ids = {row_key: row_id for row_id, row_key in connection.execute(statement, rows)}
+    return [ids[row[key]] for row in rows]
 
 
 def _stage(

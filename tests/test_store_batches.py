@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from scrapy.settings import Settings
 from scrapy.statscollectors import MemoryStatsCollector
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from crawler import pipelines
@@ -146,6 +146,42 @@ def test_one_batch_holding_new_unchanged_and_changed_is_one_transaction(
     assert _rows(database_url, "select content_hash, checks from articles") == [
         (content_hash(edited.title, edited.body), 0)  # a revision restarts the schedule
     ]
+
+
+def test_new_posts_are_written_in_a_few_statements_and_each_result_names_its_own_rows(
+    database_url: str,
+) -> None:
+    sessions = _prepare(database_url)
+    posts = [_post(number) for number in range(120)]
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    engine = sessions.kw["bind"]
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        with sessions.begin() as session:
+            results = store_batch(session, posts, lambda _source_id: True)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+    # One look-up and one multi-row INSERT per table, not a statement per row (a dialect may
+    # split a long INSERT into pages of rows; 120 rows fit in one on SQLite and PostgreSQL).
+    inserts = [s for s in statements if s.lstrip().upper().startswith("INSERT")]
+    assert len(inserts) == 2, statements
+    assert len(statements) <= 4, statements
+    assert [r.outcome for r in results] == ["new"] * len(posts)
+    stored = {
+        row[0]: row[1:]
+        for row in _rows(
+            database_url,
+            "select a.url, a.id, v.id, v.title from articles a "
+            "join article_versions v on v.article_id = a.id",
+        )
+    }
+    for post, result in zip(posts, results, strict=True):
+        assert stored[post.url] == (result.article_id, result.version_id, post.title)
 
 
 def test_hash_change_from_normalisation_alone_is_not_a_revision(database_url: str) -> None:
