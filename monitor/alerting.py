@@ -373,7 +373,10 @@ _UPDATE_STORY = (
 _UPDATE_STORY_SIGNATURE = _UPDATE_STORY.values(
     minhash=bindparam("b_minhash", type_=_ARTICLES.c.minhash.type)
 )
-_INSERT_STORY = insert(_STORIES).returning(_STORIES.c.id, sort_by_parameter_order=True)
+# Each id comes back beside its story's first post (one story per post), so the rows may come
+# back in any order: sorting them (`sort_by_parameter_order`) would make SQLAlchemy insert one
+# row per statement on SQLite.
+_INSERT_STORY = insert(_STORIES).returning(_STORIES.c.id, _STORIES.c.first_article_id)
 
 
 def _classify_versions(
@@ -500,15 +503,18 @@ def _write(session: Session, writes: _Writes, topics: TopicSet) -> None:
     """Write a classified batch: new stories first (posts refer to them), then posts, versions
     and alerts with their deliveries."""
     if writes.stories:
-        created = session.execute(
-            _INSERT_STORY,
-            [
-                {"first_article_id": s.first_article_id, "created_at": s.created_at}
-                for s in writes.stories
-            ],
-        ).scalars()
-        for story, story_id in zip(writes.stories, created, strict=True):
-            story.id = story_id
+        created = {
+            first_article_id: story_id
+            for story_id, first_article_id in session.execute(
+                _INSERT_STORY,
+                [
+                    {"first_article_id": s.first_article_id, "created_at": s.created_at}
+                    for s in writes.stories
+                ],
+            )
+        }
+        for story in writes.stories:
+            story.id = created[story.first_article_id]
     signed = [
         {"b_id": article_id, "b_story_id": _story_id(story), "b_minhash": minhash}
         for article_id, story, minhash in writes.articles
