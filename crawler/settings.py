@@ -42,9 +42,11 @@ STORE_ENABLED = True
 # the oldest has waited STORE_BATCH_SECONDS (crawler/pipelines.py says why nothing is lost).
 STORE_BATCH_SIZE = 200
 STORE_BATCH_SECONDS = 1.0
-# A callback yields one item or a page of links: Scrapy's default of 100 makes it start 100
-# asyncio tasks per response to process them, a tenth of a crawl's CPU for nothing.
-CONCURRENT_ITEMS = 8
+# A callback yields one item or a page of links, and nothing it yields waits on I/O (the store
+# pipeline batches its writes): Scrapy starts this many asyncio tasks per response to process
+# them (its default of 100 cost a tenth of a crawl's CPU). With nothing to wait on, one task
+# does the same work with the fewest tasks, in the order the callback yields.
+CONCURRENT_ITEMS = 1
 # Article pages are extracted in this many worker processes (crawler/extract_pool.py); unset:
 # 1 on a machine with several cores, 0 (in the crawl process) on one.
 EXTRACT_WORKERS = None
