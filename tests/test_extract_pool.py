@@ -637,3 +637,40 @@ def test_an_idle_worker_seen_dying_is_replaced_by_the_next_page(
 
     with _pool(1) as pool:
         asyncio.run(run(pool))
+
+
+def test_a_charset_declared_only_by_the_content_type_header_reaches_the_worker() -> None:
+    from scrapy.http import HtmlResponse
+
+    from crawler.spiders.sources import _page_headers
+
+    # A short Shift_JIS page (a Japanese partner's notice): the charset detector misreads it,
+    # so only the header's charset decodes it right.
+    title = "医薬協力"
+    html = f"<html><head><title>{title}</title></head><body><h1>{title}</h1><p>{title}</p>"
+    response = HtmlResponse(
+        "http://127.0.0.1:1/content/post_1.html",
+        body=(html + "</body></html>").encode("shift_jis"),
+        headers={"Server": "nginx", "ETag": '"x"', "Content-Type": "text/html; charset=Shift_JIS"},
+    )
+    headers = _page_headers(response)
+    assert headers == {"content-type": "text/html; charset=Shift_JIS"}
+    pool = ExtractionPool(workers=1)
+    try:
+        read = [
+            asyncio.run(
+                pool.extract(
+                    "generic",
+                    response.url,
+                    response.body,
+                    headers=given,
+                    crawl_time=datetime.now(UTC),
+                )
+            ).title
+            for given in (headers, {})
+        ]
+    finally:
+        pool.close()
+    assert read[0] == title
+    assert read[1] != title  # without the header the page is misread: the header matters
+    assert _page_headers(HtmlResponse("http://127.0.0.1:1/", body=b"<p>x</p>")) == {}
