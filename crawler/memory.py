@@ -37,6 +37,7 @@ CST = ZoneInfo("Asia/Shanghai")
 _KNOWN = select(Article.canonical_url, Article.title).where(
     Article.canonical_url.in_(bindparam("urls", expanding=True))
 )
+_ANY_ARTICLE = select(Article.id).limit(1)
 _LISTED_BETWEEN = select(Article.url, Article.canonical_url, Article.published_at).where(
     Article.source_id == bindparam("source_id"),
     Article.list_url == bindparam("list_url"),
@@ -69,6 +70,20 @@ class CrawlMemory:
         self._validators: dict[str, tuple[str | None, str | None]] | None = None
         self._due: dict[str, list[tuple[str, str | None]]] = {}
         self._due_at: datetime | None = None
+        self._empty: bool | None = None
+
+    def empty(self) -> bool:
+        """Return True when the database held no article as this crawl began (read once).
+
+        The first crawl of an installation, its whole backfill, has nothing to look up:
+        what its list pages show can only have been stored by this crawl, from the same list
+        response (Scrapy's duplicate filter drops a second request for a post), so the spider
+        skips the two look-ups of every list page.
+        """
+        if self._empty is None:
+            with self.engine.connect() as connection:
+                self._empty = connection.execute(_ANY_ARTICLE).first() is None
+        return self._empty
 
     def validators(self, url: str) -> tuple[str | None, str | None]:
         """Return the (ETag, Last-Modified) stored for a list page URL."""

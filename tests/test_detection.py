@@ -133,3 +133,44 @@ def test_title_edit_seen_on_the_list_refetches_the_post(site) -> None:
         "on a.id = v.article_id where a.url = :u",
         u=newest,
     ) == [(2,)]
+
+
+def test_a_crawl_reads_once_whether_the_database_held_any_article(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from crawler.db import session_factory
+    from crawler.items import ArticleItem
+    from crawler.memory import CrawlMemory
+    from crawler.migrate import upgrade
+    from crawler.models import Source
+    from crawler.store import store_batch
+    from crawler.urls import canonical_url
+
+    url = f"sqlite:///{tmp_path / 'memory.db'}"
+    upgrade(url)
+    sessions = session_factory(url)
+    first = CrawlMemory(sessions)
+    assert first.empty()  # the first crawl of an installation skips its list look-ups
+    post = "http://www.kaiping.gov.cn/kpskgsj/zwgk/dwdt/content/post_1.html"
+    with sessions.begin() as session:
+        now = datetime.now(UTC)
+        session.add(
+            Source(
+                id="kaiping",
+                name="单位动态",
+                base_url="http://x",
+                created_at=now,
+                consecutive_failures=0,
+            )
+        )
+        session.flush()
+        item = ArticleItem(
+            "kaiping", post, "開平舉辦生物醫藥對接會", "正文。", fetched_at=now.isoformat()
+        )
+        store_batch(session, [item], lambda _source_id: True)
+    # Read once: what this crawl stores itself changes nothing for it...
+    assert first.empty()
+    # ...and the next crawl looks its list pages up.
+    later = CrawlMemory(sessions)
+    assert not later.empty()
+    assert later.known([canonical_url(post)]) == {canonical_url(post): "開平舉辦生物醫藥對接會"}

@@ -208,7 +208,8 @@ class SourcesSpider(scrapy.Spider):
         if not page.entries:
             logger.warning("source %s: list page %s shows no posts", source_id, response.url)
         shown = {canonical_url(entry.url): entry for entry in page.entries}
-        known = self.memory.known(shown) if self.memory is not None else set()
+        memory = self.memory if self.memory is not None and not self.memory.empty() else None
+        known = memory.known(shown) if memory is not None else {}
         stats.inc_value(f"source/{source_id}/list_known", len(known))
         output: list[Any] = []
         for canonical, entry in shown.items():
@@ -233,7 +234,7 @@ class SourcesSpider(scrapy.Spider):
     ) -> list[WithdrawnItem]:
         """Return WithdrawnItems for known posts gone from a list that still shows their neighbours."""
         dates = [e.published_at.astimezone(CST).date() for e in entries if e.published_at]
-        if self.memory is None or len(dates) < 3:
+        if self.memory is None or self.memory.empty() or len(dates) < 3:
             return []
         now = datetime.now(UTC).isoformat()
         return [
