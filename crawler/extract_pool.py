@@ -223,6 +223,14 @@ class ExtractionPool:
         self._next_id = 0
         self._closed = False
 
+    def start(self) -> None:
+        """Start the worker processes now, from the running event loop, rather than on the
+        first page: a worker takes about a third of a second to start (Python, lxml, OpenCC,
+        a warm-up page), which would otherwise stall the first list page of every crawl while
+        the crawl had nothing else to do."""
+        if self.workers and not self._closed:
+            self._worker(asyncio.get_running_loop())
+
     def pids(self) -> set[int]:
         """Return the process ids of the running workers (none before the first page)."""
         return {worker.pid for worker in self.running if not worker.dead}

@@ -674,3 +674,33 @@ def test_a_charset_declared_only_by_the_content_type_header_reaches_the_worker()
     assert read[0] == title
     assert read[1] != title  # without the header the page is misread: the header matters
     assert _page_headers(HtmlResponse("http://127.0.0.1:1/", body=b"<p>x</p>")) == {}
+
+
+def test_workers_started_before_the_first_page_are_the_ones_that_read_it() -> None:
+    async def main() -> tuple[set[int], set[int], str]:
+        pool = ExtractionPool(workers=1)
+        try:
+            pool.start()
+            started = pool.pids()
+            article = await pool.extract(
+                "generic",
+                "http://127.0.0.1:1/content/post_1.html",
+                "<html><body><h1>開平生物醫藥對接會</h1><p>雙方簽約。</p></body></html>".encode(),
+                crawl_time=datetime.now(UTC),
+            )
+            return started, pool.pids(), article.title
+        finally:
+            pool.close()
+
+    started, after, title = asyncio.run(main())
+    assert len(started) == 1
+    assert after == started  # no second worker was started for the page
+    assert title == "開平生物醫藥對接會"
+
+    in_process = ExtractionPool(workers=0)  # one core: pages are read in the crawl itself
+
+    async def start_in_process() -> set[int]:
+        in_process.start()
+        return in_process.pids()
+
+    assert asyncio.run(start_in_process()) == set()

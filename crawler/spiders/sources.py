@@ -112,6 +112,7 @@ class SourcesSpider(scrapy.Spider):
 
     async def start(self) -> AsyncIterator[Any]:
         """Yield the first list page of every source, then the revisits that are due."""
+        self.extraction.start()  # its start-up overlaps the first downloads
         for seed in self.seeds.values():
             self.lists_requested[seed.id] = set(seed.list_urls)
             for list_url in seed.list_urls:
