@@ -6,7 +6,8 @@ process stalls the downloads. With `EXTRACT_WORKERS` > 0 (default: 1 on a machin
 than one core, 0 on one core) pages are read in that many worker processes.
 
 Each worker is `python -m crawler.extract_worker`, started with a socket to the crawl and
-nothing else (never a fork of a process running a reactor and threads). The crawl's event
+nothing else (never a fork of a process running a reactor and threads), at a lower priority
+than the crawl (`WORKER_NICE`). The crawl's event
 loop writes pages to the socket and reads the answers from it like any other connection: no
 threads, no locks, one write and one read per page. Pages and answers are pickled, each
 framed by its length. Workers belong to the crawl's process group, so the daemon's time
@@ -337,12 +338,22 @@ def _given_up(name: str, url: str, error: str) -> Any:
 
 
 FUNCTIONS: dict[str, Callable[..., Any]] = {"extract": extract_page, "list": read_list}
+# A worker runs this much nicer than its crawl. The crawl's event loop paces everything
+# (downloads, scheduling, storing) and works in short bursts; a worker's pages can wait a
+# moment. When they contend for a core (two cores shared with the monitor), the loop wins and
+# the worker reads in its gaps: on the throughput benchmark a 10,000-post run took 30.1 s
+# instead of 33.3 s (medians of 8 runs each, alternated).
+WORKER_NICE = 5
 _HEADER = struct.Struct("!I")
 
 
 def serve(fd: int) -> None:
     """Answer the jobs that arrive on socket `fd` until it is closed (the worker's main loop)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the crawl's to handle
+    try:
+        os.nice(WORKER_NICE)
+    except OSError:  # pragma: no cover - lowering one's own priority is never refused on Linux
+        pass
     _warm_up()
     with socket.socket(fileno=fd) as sock, sock.makefile("rb") as incoming:
         while True:

@@ -704,3 +704,23 @@ def test_workers_started_before_the_first_page_are_the_ones_that_read_it() -> No
         return in_process.pids()
 
     assert asyncio.run(start_in_process()) == set()
+
+
+def test_a_worker_runs_nicer_than_its_crawl() -> None:
+    from crawler.extract_pool import WORKER_NICE
+
+    async def main() -> set[int]:
+        pool = ExtractionPool(workers=1)
+        try:
+            await pool.extract(
+                "generic",
+                "http://127.0.0.1:1/content/post_1.html",
+                "<html><body><h1>開平</h1><p>雙方簽約。</p></body></html>".encode(),
+                crawl_time=datetime.now(UTC),
+            )  # answered: the worker has set its priority by now
+            return {os.getpriority(os.PRIO_PROCESS, pid) for pid in pool.pids()}
+        finally:
+            pool.close()
+
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    assert asyncio.run(main()) == {min(ours + WORKER_NICE, 19)}
