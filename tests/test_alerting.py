@@ -10,9 +10,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from crawler.db import session_factory
-from crawler.migrate import upgrade
-from crawler.models import Alert, Article, ArticleVersion, Delivery, Source, Story
+from crawler.models import Alert, Article, ArticleVersion, Delivery, Story
 from monitor import alerting
 from monitor.alerting import alert_key, process_new_versions
 from monitor.channels import ChannelConfig
@@ -20,7 +18,7 @@ from monitor.notifiers.local import ConsoleConfig
 from monitor.stories import StoryIndex, signature, to_bytes
 from monitor.topics import TopicSet, load_topics
 from tests.test_stories import REPOST, REPOST_TITLE, STORY, STORY_TITLE, _traditional
-from tests.world import POSTS
+from tests.world import POSTS, with_source
 
 NOW = datetime(2026, 11, 22, 4, 0, tzinfo=UTC)
 OTHER_TITLE, OTHER = POSTS[1][0], "\n".join(POSTS[1][1])
@@ -47,19 +45,7 @@ def channels() -> dict[str, ChannelConfig]:
 @pytest.fixture
 def sessions(database_url: str) -> sessionmaker[Session]:
     """Return sessions on a migrated database holding one source."""
-    upgrade(database_url)
-    factory = session_factory(database_url)
-    with factory.begin() as session:
-        session.add(
-            Source(
-                id="site",
-                name="某市科技局",
-                base_url="http://site.test",
-                created_at=NOW,
-                consecutive_failures=0,
-            )
-        )
-    return factory
+    return with_source(database_url, "site", "某市科技局", "http://site.test", NOW)
 
 
 def store(

@@ -9,6 +9,7 @@ from sqlalchemy import create_engine, text
 
 from replay.server import ReplayServer
 from tests.e2e import monitor_env, run_monitor
+from tests.world import with_source
 
 
 @pytest.fixture
@@ -138,32 +139,17 @@ def test_title_edit_seen_on_the_list_refetches_the_post(site) -> None:
 def test_a_crawl_reads_once_whether_the_database_held_any_article(tmp_path: Path) -> None:
     from datetime import UTC, datetime
 
-    from crawler.db import session_factory
     from crawler.items import ArticleItem
     from crawler.memory import CrawlMemory
-    from crawler.migrate import upgrade
-    from crawler.models import Source
     from crawler.store import store_batch
     from crawler.urls import canonical_url
 
-    url = f"sqlite:///{tmp_path / 'memory.db'}"
-    upgrade(url)
-    sessions = session_factory(url)
+    sessions = with_source(f"sqlite:///{tmp_path / 'memory.db'}")
     first = CrawlMemory(sessions)
     assert first.empty()  # the first crawl of an installation skips its list look-ups
     post = "http://www.kaiping.gov.cn/kpskgsj/zwgk/dwdt/content/post_1.html"
     with sessions.begin() as session:
         now = datetime.now(UTC)
-        session.add(
-            Source(
-                id="kaiping",
-                name="单位动态",
-                base_url="http://x",
-                created_at=now,
-                consecutive_failures=0,
-            )
-        )
-        session.flush()
         item = ArticleItem(
             "kaiping", post, "開平舉辦生物醫藥對接會", "正文。", fetched_at=now.isoformat()
         )

@@ -6,12 +6,11 @@ from dataclasses import replace
 
 from sqlalchemy import func, select
 
-from crawler.db import session_factory
 from crawler.items import ArticleItem
-from crawler.migrate import upgrade
-from crawler.models import Article, ArticleVersion, Source
+from crawler.models import Article, ArticleVersion
 from crawler.store import store_article
 from crawler.urls import canonical_url
+from tests.world import with_source
 
 ITEM = ArticleItem(
     source_id="kaiping",
@@ -24,26 +23,8 @@ ITEM = ArticleItem(
 )
 
 
-def _prepare(url: str):
-    upgrade(url)
-    sessions = session_factory(url)
-    with sessions.begin() as session:
-        from datetime import UTC, datetime
-
-        session.add(
-            Source(
-                id="kaiping",
-                name="单位动态",
-                base_url="http://www.kaiping.gov.cn",
-                created_at=datetime.now(UTC),
-                consecutive_failures=0,
-            )
-        )
-    return sessions
-
-
 def test_new_unchanged_changed(database_url: str) -> None:
-    sessions = _prepare(database_url)
+    sessions = with_source(database_url)
     with sessions.begin() as session:
         first = store_article(session, ITEM, baseline=False)
     with sessions.begin() as session:
@@ -69,7 +50,7 @@ def test_new_unchanged_changed(database_url: str) -> None:
 
 
 def test_link_variants_are_one_article(database_url: str) -> None:
-    sessions = _prepare(database_url)
+    sessions = with_source(database_url)
     variants = [
         ITEM.url,
         ITEM.url.replace("http://", "https://") + "?utm_source=wechat",
@@ -85,7 +66,7 @@ def test_link_variants_are_one_article(database_url: str) -> None:
 
 
 def test_pinyin_annotation_only_change_is_not_a_new_version(sqlite_url: str) -> None:
-    sessions = _prepare(sqlite_url)
+    sessions = with_source(sqlite_url)
     with sessions.begin() as session:
         store_article(session, ITEM, baseline=True)
     stripped = replace(ITEM, body=ITEM.body.replace("(yī)", ""))

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -19,21 +18,19 @@ import pytest
 from scrapy.settings import Settings
 from scrapy.statscollectors import MemoryStatsCollector
 from sqlalchemy import event, text
-from sqlalchemy.orm import Session, sessionmaker
 
 from crawler import pipelines
 from crawler.config import PROJECT_ROOT
-from crawler.db import engine_for, session_factory
+from crawler.db import engine_for
 from crawler.items import ArticleItem
 from crawler.migrate import upgrade
-from crawler.models import Source
 from crawler.pipelines import StorePipeline
 from crawler.seeds import load_seeds
 from crawler.store import content_hash, store_batch
 from crawler.urls import canonical_url
 from replay.server import ReplayServer
 from tests.e2e import crawl_argv, monitor_env, run_monitor, start_crawl
-from tests.world import wait_until
+from tests.world import wait_until, with_source
 
 SOURCE = "kaiping"
 ARTICLE_URL = "http://www.kaiping.gov.cn/kpskgsj/zwgk/dwdt/content/post_3212345.html"
@@ -59,23 +56,6 @@ def _execute(database_url: str, sql: str) -> None:
     """Run one statement in a transaction of its own."""
     with engine_for(database_url).begin() as conn:
         conn.execute(text(sql))
-
-
-def _prepare(database_url: str) -> sessionmaker[Session]:
-    """Migrate a fresh database, add the kaiping source, and return a session factory."""
-    upgrade(database_url)
-    sessions = session_factory(database_url)
-    with sessions.begin() as session:
-        session.add(
-            Source(
-                id=SOURCE,
-                name="单位动态",
-                base_url="http://www.kaiping.gov.cn",
-                created_at=datetime.now(UTC),
-                consecutive_failures=0,
-            )
-        )
-    return sessions
 
 
 def _post(number: int, source_id: str = SOURCE) -> ArticleItem:
@@ -114,7 +94,7 @@ def _stored_urls(database_url: str) -> list[str]:
 def test_one_batch_holding_new_unchanged_and_changed_is_one_transaction(
     database_url: str,
 ) -> None:
-    sessions = _prepare(database_url)
+    sessions = with_source(database_url)
     again = replace(ITEM, url=ARTICLE_URL + "#top", fetched_at="2026-11-22T05:00:00+00:00")
     edited = replace(
         ITEM,
@@ -151,7 +131,7 @@ def test_one_batch_holding_new_unchanged_and_changed_is_one_transaction(
 def test_new_posts_are_written_in_a_few_statements_and_each_result_names_its_own_rows(
     database_url: str,
 ) -> None:
-    sessions = _prepare(database_url)
+    sessions = with_source(database_url)
     posts = [_post(number) for number in range(120)]
     statements: list[str] = []
 
@@ -185,7 +165,7 @@ def test_new_posts_are_written_in_a_few_statements_and_each_result_names_its_own
 
 
 def test_hash_change_from_normalisation_alone_is_not_a_revision(database_url: str) -> None:
-    sessions = _prepare(database_url)
+    sessions = with_source(database_url)
     with sessions.begin() as session:
         (first,) = store_batch(session, [ITEM], lambda _source_id: False)
     assert first.outcome == "new"

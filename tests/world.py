@@ -18,11 +18,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.orm import Session, sessionmaker
 
 from crawler.config import PROJECT_ROOT
 from replay.server import ReplayServer
@@ -68,6 +70,33 @@ def query(database_url: str, sql: str, **params: Any) -> list[tuple[Any, ...]]:
             return [tuple(row) for row in conn.execute(text(sql), params)]
     finally:
         engine.dispose()
+
+
+def with_source(
+    database_url: str,
+    source_id: str = "kaiping",
+    name: str = "单位动态",
+    base_url: str = "http://www.kaiping.gov.cn",
+    created_at: datetime | None = None,
+) -> sessionmaker[Session]:
+    """Migrate the database at `database_url`, add one source, and return sessions on it."""
+    from crawler.db import session_factory
+    from crawler.migrate import upgrade
+    from crawler.models import Source
+
+    upgrade(database_url)
+    sessions = session_factory(database_url)
+    with sessions.begin() as session:
+        session.add(
+            Source(
+                id=source_id,
+                name=name,
+                base_url=base_url,
+                created_at=created_at or datetime.now(UTC),
+                consecutive_failures=0,
+            )
+        )
+    return sessions
 
 
 def wait_until(check: Callable[[], T], timeout: float, what: str, every: float = 0.2) -> T:
