@@ -9,11 +9,11 @@ import sys
 import traceback
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
-from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from replay.challenge import CookieChallenge
+from replay.protocol import Request, Response
 from replay.sites import Page
 from replay.store import now_cst, parse_cst
 
@@ -46,45 +46,28 @@ class AdminError(Exception):
         self.status = status
 
 
-class ReplayHandler(BaseHTTPRequestHandler):
-    """Request handler bound to one `ReplayServer` (set as `replay` on the HTTP server)."""
+class ReplayHandler:
+    """Answers one request to a `ReplayServer` (replay/protocol.py reads and writes the wire)."""
 
-    protocol_version = "HTTP/1.1"
-    server_version = "nginx"
-    sys_version = ""
-    timeout = 30
-    # Headers and body leave in separate writes; with Nagle on, the body of every response on
-    # a kept-alive connection waits for the client's delayed ACK (40 ms), which no real server
-    # makes a crawler pay.
-    disable_nagle_algorithm = True
+    def __init__(self, replay: ReplayServer, request: Request) -> None:
+        self.replay = replay
+        self.request = request
+        self.command = request.command
+        self.path = request.path
+        self.headers = request.headers
+        self.response: Response | None = None
+        self._log_next_response = False
 
-    @property
-    def replay(self) -> ReplayServer:
-        """Return the replay server this handler serves."""
-        return self.server.replay  # type: ignore[attr-defined, no-any-return]
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Write an access-log line only when the server is verbose."""
-        if self.replay.verbose:
-            super().log_message(format, *args)
-
-    # ----- verbs -----------------------------------------------------------------------------
-
-    def do_GET(self) -> None:
-        """Serve a site page, the index, or an admin GET."""
-        self._dispatch(send_body=True)
-
-    def do_HEAD(self) -> None:
-        """Serve headers only."""
-        self._dispatch(send_body=False)
-
-    def do_POST(self) -> None:
-        """Serve admin mutations."""
-        self._dispatch(send_body=True)
-
-    def do_DELETE(self) -> None:
-        """Serve `DELETE /_admin/requests` (clears the log)."""
-        self._dispatch(send_body=True)
+    def respond(self) -> Response:
+        """Return the answer to the request (a 500 if answering it crashed)."""
+        if self.command == "HEAD":
+            self._dispatch(send_body=False)
+        elif self.command in ("GET", "POST", "DELETE"):
+            self._dispatch(send_body=True)
+        else:
+            self._send_bytes(501, b"not implemented", "text/plain", {}, True)
+        assert self.response is not None
+        return self.response
 
     # ----- routing ---------------------------------------------------------------------------
 
@@ -162,20 +145,15 @@ class ReplayHandler(BaseHTTPRequestHandler):
         headers: dict[str, str],
         send_body: bool,
     ) -> None:
-        """Write a complete response (logging it first when it answers a site request)."""
-        if getattr(self, "_log_next_response", False):
+        """Set the complete response (logging it first when it answers a site request)."""
+        if self._log_next_response:
             self._log_next_response = False
             self.replay._record(self.command, self.path, status, dict(self.headers.items()))
-        self.send_response(status)
-        if content_type:
-            self.send_header("Content-Type", content_type)
-        for name, value in headers.items():
-            self.send_header(name, value)
+        fields = [("Content-Type", content_type)] if content_type else []
+        fields += headers.items()
         if status != 304:
-            self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if send_body and status != 304:
-            self.wfile.write(body)
+            fields.append(("Content-Length", str(len(body))))
+        self.response = Response(status, fields, body, send_body and status != 304)
 
     # ----- admin API -------------------------------------------------------------------------
 
@@ -195,9 +173,7 @@ class ReplayHandler(BaseHTTPRequestHandler):
 
     def _read_json(self) -> dict[str, Any]:
         """Return the JSON object in the request body."""
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b"{}"
-        data = json.loads(raw.decode("utf-8") or "{}")
+        data = json.loads(self.request.body.decode("utf-8") or "{}")
         if not isinstance(data, dict):
             raise AdminError(400, "expected a JSON object")
         return data

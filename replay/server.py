@@ -1,19 +1,23 @@
-"""`ReplayServer`: a threaded HTTP server on 127.0.0.1 that serves every replayed site under
-`/<site_id>` and lets tests (or other processes, over `/_admin/`) publish, edit and delete."""
+"""`ReplayServer`: an HTTP server on 127.0.0.1 (an asyncio loop on a thread of its own, see
+replay/protocol.py) that serves every replayed site under `/<site_id>` and lets tests (or other
+processes, over `/_admin/`) publish, edit and delete."""
 
 from __future__ import annotations
 
+import asyncio
 import html
+import socket
+import sys
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from http.server import ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Self
 
 from replay.handler import ReplayHandler, site_challenge
+from replay.protocol import HTTPProtocol, Request, Response
 from replay.sites import Site, site_class, site_ids
 from replay.sites.bulk import BulkSites
 from replay.store import Post
@@ -34,19 +38,10 @@ class RequestRecord:
         return asdict(self)
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    """ThreadingHTTPServer with daemon threads and a back-reference to the replay."""
-
-    daemon_threads = True
-    allow_reuse_address = True
-    # socketserver's default listen backlog is 5: a crawler opening a few dozen connections at
-    # once (hundreds of sources on one port) would see dropped handshakes and 200 ms-1 s
-    # retransmits that no real server imposes.
-    request_queue_size = 256
-
-    def __init__(self, address: tuple[str, int], replay: ReplayServer):
-        self.replay = replay
-        super().__init__(address, ReplayHandler)
+# socketserver's default listen backlog is 5: a crawler opening a few dozen connections at once
+# (hundreds of sources on one port) would see dropped handshakes and 200 ms-1 s retransmits
+# that no real server imposes.
+BACKLOG = 256
 
 
 class ReplayServer:
@@ -75,38 +70,72 @@ class ReplayServer:
         self.sites = BulkSites(named, bulk, bulk_size, seed)
         self._log: list[RequestRecord] = []
         self._log_lock = threading.Lock()
-        self._http: _HTTPServer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: asyncio.Server | None = None
+        self._connections: set[HTTPProtocol] = set()
         self._thread: threading.Thread | None = None
 
     # ----- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Bind the port and serve in a background daemon thread (returns at once)."""
-        if self._http is not None:
+        """Bind the port and serve in a background daemon thread (returns at once).
+
+        The socket is bound here, so that a port in use raises in the caller.
+        """
+        if self._loop is not None:
             return
-        self._http = _HTTPServer((self.host, self.port), self)
-        self.port = self._http.server_address[1]
+        sock = socket.create_server((self.host, self.port), backlog=BACKLOG, reuse_port=False)
+        self.port = sock.getsockname()[1]
+        loop = self._loop = asyncio.new_event_loop()
         self.sites.url = self.url
         for site_id, site in self.sites.items():
             site.public_base = f"{self.url}/{site_id}"
+        log = self._access_log if self.verbose else None
+        try:
+            self._server = loop.run_until_complete(
+                loop.create_server(
+                    lambda: HTTPProtocol(self._respond, self._connections, log), sock=sock
+                )
+            )
+        except BaseException:
+            sock.close()
+            loop.close()
+            self._loop = None
+            raise
         self._thread = threading.Thread(
-            target=self._http.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"replay:{self.port}",
-            daemon=True,
+            target=loop.run_forever, name=f"replay:{self.port}", daemon=True
         )
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop serving and release the port."""
-        if self._http is None:
+        """Stop serving, close every connection and release the port."""
+        loop, server = self._loop, self._server
+        if loop is None or server is None:
             return
-        self._http.shutdown()
-        self._http.server_close()
+
+        def shut() -> None:
+            server.close()
+            for connection in list(self._connections):
+                connection.close()
+            loop.call_soon(loop.stop)  # after the connections' own closing callbacks
+
+        loop.call_soon_threadsafe(shut)
         if self._thread is not None:
             self._thread.join(timeout=5)
-        self._http = None
-        self._thread = None
+        if not loop.is_running():
+            loop.run_until_complete(server.wait_closed())
+            loop.close()
+        self._loop = self._server = self._thread = None
+
+    def _respond(self, request: Request) -> Response:
+        """Return the answer to one request (called on the server's loop)."""
+        return ReplayHandler(self, request).respond()
+
+    def _access_log(self, request: Request, status: int) -> None:
+        """Write an access-log line, as http.server did (the server is verbose)."""
+        when = time.strftime("%d/%b/%Y %H:%M:%S")
+        line = f"{request.command} {request.path} {request.version}"
+        print(f'{request.client} - - [{when}] "{line}" {status} -', file=sys.stderr)
 
     def serve_forever(self) -> None:
         """Serve in the calling thread until interrupted (for the CLI)."""
@@ -134,7 +163,7 @@ class ReplayServer:
     @property
     def url(self) -> str:
         """Return the base URL, e.g. `http://127.0.0.1:54321` (no trailing slash)."""
-        if self._http is None:
+        if self._loop is None:
             raise RuntimeError("ReplayServer is not started")
         return f"http://{self.host}:{self.port}"
 

@@ -99,6 +99,9 @@ class Column:
         self._lock = threading.RLock()
         self._posts = sorted(posts, key=Post.sort_key, reverse=True)
         self._by_id = {post.post_id: post for post in self._posts}
+        # Each post's index in `_posts`, built when first needed after an insert or removal
+        # (an article page shows its neighbours: `list.index` compared every post before it).
+        self._positions: dict[int, int] | None = None
         self._version = 0
         latest = max((p.last_modified for p in self._posts), default=now_cst())
         self._changed_at = latest
@@ -141,10 +144,11 @@ class Column:
     def neighbours(self, post_id: int) -> tuple[Post | None, Post | None]:
         """Return the (newer, older) posts next to `post_id` in list order."""
         with self._lock:
-            post = self._by_id.get(post_id)
-            if post is None:
+            if post_id not in self._by_id:
                 return None, None
-            index = self._posts.index(post)
+            if self._positions is None:
+                self._positions = {post.post_id: i for i, post in enumerate(self._posts)}
+            index = self._positions[post_id]
             newer = self._posts[index - 1] if index > 0 else None
             older = self._posts[index + 1] if index + 1 < len(self._posts) else None
             return newer, older
@@ -166,6 +170,7 @@ class Column:
             )
             self._posts.insert(index, post)
             self._by_id[post.post_id] = post
+            self._positions = None
             self._touch()
 
     def edit(self, post_id: int, title: str | None, paragraphs: list[str] | None) -> Post:
@@ -184,6 +189,7 @@ class Column:
         with self._lock:
             post = self._by_id.pop(post_id)
             self._posts.remove(post)
+            self._positions = None
             self._touch()
             return post
 

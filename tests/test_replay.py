@@ -19,7 +19,7 @@ from replay import ReplayServer
 from replay.handler import site_challenge
 from replay.resources import seed_text
 from replay.sites import site_ids
-from replay.store import now_cst
+from replay.store import Column, Post, now_cst
 
 SEEDS_DIR = Path(__file__).resolve().parent.parent / "seeds"
 KAIPING_LIST = "/kaiping/kpskgsj/zwgk/dwdt/index.html"
@@ -421,3 +421,18 @@ def test_sznews_trs_body_prev_next_and_related(replay: ReplayServer) -> None:
     assert re.search(r">下一篇</a> <span class=\"date\">2021年10月16日 上午9:40</span>", page)
     related = page[page.index("相关推荐") :]
     assert related[: related.index("</ul>")].count("<li>") == 4
+
+
+def test_column_neighbours_follow_inserts_and_deletes() -> None:
+    day = datetime(2024, 5, 1, 9, 0, tzinfo=now_cst().tzinfo)
+    posts = [Post(post_id, f"post {post_id}", day.replace(day=post_id)) for post_id in (1, 2, 3)]
+    column = Column(posts)
+    assert column.neighbours(2) == (posts[2], posts[0])  # (newer, older), newest first
+    middle = Post(4, "between 2 and 3", day.replace(day=2, hour=12))
+    column.add(middle)
+    assert column.neighbours(2) == (middle, posts[0])
+    assert column.neighbours(3) == (None, middle)
+    column.delete(4)
+    assert column.neighbours(3) == (None, posts[1])
+    assert column.neighbours(1) == (posts[1], None)
+    assert column.neighbours(4) == (None, None)
