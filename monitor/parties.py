@@ -177,7 +177,6 @@ _STOP = frozenset(
         "有",
     ]
 )
-_PROPER_TAGS = frozenset({"ns", "nt", "nz", "nr", "nrt", "nrfg", "j"})
 _GOVERNMENT = re.compile(r"^(.{2,12}?(?:省|市|区|县|自治州|州|盟|旗))政府$")
 
 
@@ -224,17 +223,9 @@ def canonical_name(name: str) -> str:
     return name
 
 
-@lru_cache(maxsize=1)
 def _proper_words() -> frozenset[str]:
     """Return jieba's dictionary words tagged as place, organisation or other proper names."""
-    tokenizer = segmenter().tokenizer
-    words = set()
-    with tokenizer.get_dict_file() as lines:
-        for raw in lines:
-            parts = raw.decode("utf-8").split()
-            if len(parts) == 3 and parts[2] in _PROPER_TAGS and len(parts[0]) > 1:
-                words.add(parts[0])
-    return frozenset(words)
+    return segmenter().proper_words
 
 
 def _walk_left(norm: str, end: int, suffix_start: int) -> tuple[int, str] | None:

@@ -76,8 +76,9 @@ def enumerations(norm: str) -> list[list[tuple[int, int]]]:
 class Segmenter:
     """Word boundaries from jieba's dictionary and its max-probability route, plus our own words.
 
-    jieba's dictionary (0.7 s to load) is loaded on first use, not when topics are built:
-    `monitor run` starts its first crawl first and loads it while the crawl runs.
+    jieba's dictionary is loaded on first use (monitor/lexicon.py: from a cache of our own),
+    not when topics are built: `monitor run` starts its first crawl first and loads it while
+    the crawl runs.
     """
 
     def __init__(self) -> None:
@@ -85,6 +86,13 @@ class Segmenter:
         self._tokenizer: Any = None
         self._pending: list[str] = []
         self._cache: dict[str, tuple[int, ...]] = {}
+        self._proper: frozenset[str] = frozenset()
+
+    @property
+    def proper_words(self) -> frozenset[str]:
+        """Return jieba's dictionary words tagged as place, organisation or other proper names."""
+        self.tokenizer  # noqa: B018 - the property loads the dictionary
+        return self._proper
 
     @property
     def tokenizer(self) -> Any:
@@ -94,9 +102,11 @@ class Segmenter:
                 if self._tokenizer is None:
                     import jieba
 
+                    from monitor import lexicon
+
                     jieba.setLogLevel(logging.WARNING)
                     tokenizer = jieba.Tokenizer()
-                    tokenizer.initialize()
+                    self._proper = lexicon.load(tokenizer).proper
                     self._add(tokenizer, self._pending)
                     self._pending = []
                     self._tokenizer = tokenizer
