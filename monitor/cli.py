@@ -70,12 +70,14 @@ def parse_every(text: str) -> timedelta:
 
 def cmd_run(args: argparse.Namespace, settings: AppSettings) -> int:
     """Run the daemon (or, with --once, one cycle over every source and exit)."""
-    from monitor.daemon import Daemon
-
     runtime = load_runtime(settings, args.sources.split(",") if args.sources else ())
     if not runtime.seeds:
         logger.error("no valid source in %s: nothing to monitor", settings.seeds_dir)
         return 2
+    if args.once:
+        return run_once(args, settings, runtime)
+    from monitor.daemon import Daemon
+
     daemon = Daemon(
         settings,
         runtime.seeds,
@@ -84,14 +86,42 @@ def cmd_run(args: argparse.Namespace, settings: AppSettings) -> int:
         runtime.notifiers,
         every=args.every,
     )
-    if args.once:
-        from crawler.migrate import upgrade
-
-        upgrade(settings.database_url)
-        outcomes = daemon.cycle(sorted(runtime.seeds))
-        return 0 if all(o.status == "ok" for o in outcomes) else 1
     daemon.run()
     return 0
+
+
+def run_once(args: argparse.Namespace, settings: AppSettings, runtime: Runtime) -> int:
+    """One cycle over every source: exit 0 if every source's crawl ended well, else 1.
+
+    The crawl child starts as soon as the configuration is checked and the database is
+    migrated; the daemon's own modules (classification, delivery) load while the child loads
+    Scrapy, on the other core, instead of before it.
+    """
+    from crawler.db import session_factory
+    from crawler.migrate import upgrade
+    from monitor.crawl import CrawlRunner
+
+    upgrade(settings.database_url)
+    source_ids = sorted(runtime.seeds)
+    runner = CrawlRunner(settings, session_factory(settings.database_url))
+    runner.start(source_ids)
+    try:
+        from monitor.daemon import Daemon
+
+        daemon = Daemon(
+            settings,
+            runtime.seeds,
+            runtime.topics,
+            runtime.channels,
+            runtime.notifiers,
+            every=args.every,
+            runner=runner,
+        )
+    except BaseException:
+        runner.kill()
+        raise
+    outcomes = daemon.cycle(source_ids, started=True)
+    return 0 if all(o.status == "ok" for o in outcomes) else 1
 
 
 def cmd_db(args: argparse.Namespace, settings: AppSettings) -> int:

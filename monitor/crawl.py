@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,9 +68,23 @@ class CrawlRunner:
         self.sessions = sessions
         self.current: subprocess.Popen[bytes] | None = None
         self.stopping = False
+        self._source_ids: list[str] = []
+        self._started = datetime.now(UTC)
+        self._deadline = 0.0
 
     def run(self, source_ids: list[str]) -> list[SourceOutcome]:
         """Crawl `source_ids` in one child process and return each source's outcome."""
+        self.start(source_ids)
+        return self.finish()
+
+    def start(self, source_ids: list[str]) -> None:
+        """Start the crawl of `source_ids` in a child process (`finish` waits for it).
+
+        `monitor run --once` starts the child as soon as the configuration is checked and
+        the database migrated, then loads the rest of the daemon while the child loads Scrapy.
+        """
+        if self.current is not None:
+            raise RuntimeError("a crawl is already running")
         log_dir = self.settings.data_dir / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         argv = crawl_command(source_ids, self.settings, log_dir / "crawl.log")
@@ -79,8 +94,9 @@ class CrawlRunner:
             "SCRAPY_SETTINGS_MODULE": "crawler.settings",
             "DATABASE_URL": self.settings.database_url,
         }
-        started = datetime.now(UTC)
-        timed_out = False
+        self._source_ids = list(source_ids)
+        self._started = datetime.now(UTC)
+        self._deadline = time.monotonic() + self.settings.crawl_timeout
         self.current = subprocess.Popen(
             argv,
             cwd=PROJECT_ROOT,
@@ -90,13 +106,21 @@ class CrawlRunner:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
+
+    def finish(self) -> list[SourceOutcome]:
+        """Wait for the started crawl (killing it at its time limit); return each source's outcome."""
+        current = self.current
+        if current is None:
+            raise RuntimeError("no crawl was started")
+        source_ids = self._source_ids
+        timed_out = False
         try:
-            _, stderr = self.current.communicate(timeout=self.settings.crawl_timeout)
+            _, stderr = current.communicate(timeout=max(0.0, self._deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             timed_out = True
             self.kill()
-            _, stderr = self.current.communicate()
-        code = self.current.returncode
+            _, stderr = current.communicate()
+        code = current.returncode
         self.current = None
         if code not in (0, None) and not timed_out and stderr:
             logger.error(
@@ -105,7 +129,7 @@ class CrawlRunner:
                 code,
                 stderr.decode("utf-8", "replace").strip().splitlines()[-1:],
             )
-        return self._outcomes(source_ids, started, timed_out, code)
+        return self._outcomes(source_ids, self._started, timed_out, code)
 
     def stop(self) -> None:
         """End the running crawl because the daemon is shutting down."""

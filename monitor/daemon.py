@@ -103,6 +103,7 @@ class Daemon:
         channels: Mapping[str, ChannelConfig],
         notifiers: Mapping[str, Notifier],
         every: timedelta | None = None,
+        runner: CrawlRunner | None = None,
     ) -> None:
         self.settings = settings
         self.seeds = dict(seeds)
@@ -110,8 +111,8 @@ class Daemon:
         self.channels = dict(channels)
         self.notifiers = dict(notifiers)
         self.every = every
-        self.sessions = session_factory(settings.database_url)
-        self.runner = CrawlRunner(settings, self.sessions)
+        self.sessions = runner.sessions if runner else session_factory(settings.database_url)
+        self.runner = runner or CrawlRunner(settings, self.sessions)
         self.policy = RetryPolicy(
             settings.retry_base_seconds, settings.retry_max_seconds, settings.max_attempts
         )
@@ -127,12 +128,13 @@ class Daemon:
             self._due.add(source_id)
             self._wake.notify()
 
-    def cycle(self, source_ids: list[str]) -> list[SourceOutcome]:
+    def cycle(self, source_ids: list[str], *, started: bool = False) -> list[SourceOutcome]:
         """Crawl `source_ids` once, then classify and dispatch; return per-source outcomes.
 
         While the crawl runs, a thread classifies and delivers what it has stored so far
         (the crawl child writes in batches as it goes): on a multi-core machine the two run
         side by side, and an alert need not wait for the last page of a long crawl.
+        `started`: the runner's crawl of `source_ids` is already running (`monitor run --once`).
         """
         crawl_done = threading.Event()
         follower = threading.Thread(
@@ -140,7 +142,7 @@ class Daemon:
         )
         follower.start()
         try:
-            outcomes = self.runner.run(source_ids)
+            outcomes = self.runner.finish() if started else self.runner.run(source_ids)
         finally:
             crawl_done.set()
             follower.join()

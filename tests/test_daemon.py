@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -118,3 +119,78 @@ def test_warming_up_loads_the_word_dictionary_only_when_topics_need_it() -> None
         )
         results[kind] = done.stdout.split()
     assert results == {"topics": ["True", "True"], "none": ["False", "False"]}
+
+
+ORDER_PROBE = """
+import subprocess, sys
+
+events = []
+popen_init = subprocess.Popen.__init__
+
+
+def popen(self, args, *rest, **options):
+    if "scrapy" in args:
+        events.append("crawl started")
+    popen_init(self, args, *rest, **options)
+
+
+class Watch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "monitor.daemon":
+            events.append("daemon imported")
+        return None
+
+
+subprocess.Popen.__init__ = popen
+sys.meta_path.insert(0, Watch())
+from monitor.cli import main
+
+code = main(["run", "--once", "--sources", "kaiping"])
+print(events, code)
+"""
+
+
+def test_once_starts_the_crawl_before_loading_the_daemons_modules(tmp_path: Path) -> None:
+    # The crawl child loads Scrapy on one core while `--once` loads classification and
+    # delivery on the other, instead of one after the other.
+    with ReplayServer(["kaiping"], size=3) as replay:
+        env = monitor_env(tmp_path, replay.url, None)
+        done = subprocess.run(
+            [sys.executable, "-c", ORDER_PROBE],
+            env=env,
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+    assert done.stdout.strip().splitlines()[-1] == "['crawl started', 'daemon imported'] 0", (
+        done.stdout + done.stderr[-3000:]
+    )
+    assert _runs(env["DATABASE_URL"])[-1][::2] == ("kaiping", "ok")
+
+
+def test_a_runner_runs_one_crawl_at_a_time(tmp_path: Path) -> None:
+    from crawler.config import AppSettings
+    from crawler.db import session_factory
+    from crawler.migrate import upgrade
+    from monitor.crawl import CrawlRunner
+
+    with ReplayServer(["kaiping"], size=3) as replay:
+        env = monitor_env(tmp_path, replay.url, None)
+        settings = AppSettings(
+            database_url=env["DATABASE_URL"],
+            replay_url=replay.url,
+            data_dir=tmp_path / "data",
+            seeds_dir=PROJECT_ROOT / "seeds",
+        )
+        upgrade(settings.database_url)
+        runner = CrawlRunner(settings, session_factory(settings.database_url))
+        with pytest.raises(RuntimeError, match="no crawl was started"):
+            runner.finish()
+        runner.start(["kaiping"])
+        with pytest.raises(RuntimeError, match="already running"):
+            runner.start(["kaiping"])
+        (outcome,) = runner.finish()
+        assert (outcome.source_id, outcome.status, outcome.new) == ("kaiping", "ok", 3)
+        assert runner.current is None
