@@ -8,6 +8,8 @@ from typing import Any
 from scrapy import signals
 from scrapy.utils.log import get_scrapy_root_handler
 
+from crawler.gc_tuning import tune_gc
+
 
 class RootLogLevel:
     """Let loggers drop messages below LOG_LEVEL before they become records.
@@ -37,3 +39,18 @@ class RootLogLevel:
             logger = logging.getLogger(name)
             if logger.level == default:
                 logger.setLevel(handler.level)
+
+
+class TuneGc:
+    """Apply `tune_gc` (crawler/gc_tuning.py) to the crawl process once its engine starts."""
+
+    @classmethod
+    def from_crawler(cls, crawler: Any) -> TuneGc:
+        """Return the extension, called when the crawl's engine starts."""
+        extension = cls()
+        crawler.signals.connect(extension.engine_started, signal=signals.engine_started)
+        return extension
+
+    def engine_started(self) -> None:
+        """Freeze start-up's objects and raise the young generation's threshold."""
+        tune_gc()

@@ -37,6 +37,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, cast
 
+from crawler.gc_tuning import tune_gc
 from crawler.normalize import content_hash
 from crawler.pages.article import EXTRACTORS
 from crawler.pages.listing import parse_list_strict
@@ -355,6 +356,7 @@ def serve(fd: int) -> None:
     except OSError:  # pragma: no cover - lowering one's own priority is never refused on Linux
         pass
     _warm_up()
+    tune_gc()  # the crawl's tuning: a worker allocates as busily
     with socket.socket(fileno=fd) as sock, sock.makefile("rb") as incoming:
         while True:
             header = incoming.read(_HEADER.size)

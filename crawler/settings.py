@@ -69,8 +69,9 @@ WARN_ON_GENERATOR_RETURN_VALUE = False
 
 FEED_EXPORT_ENCODING = "utf-8"
 LOG_LEVEL = _app.log_level
-# Messages below LOG_LEVEL are dropped by their logger, not built and then filtered.
-EXTENSIONS = {"crawler.extensions.RootLogLevel": 0}
+# Messages below LOG_LEVEL are dropped by their logger, not built and then filtered; the
+# garbage collector runs less often and skips start-up's objects (crawler/extensions.py).
+EXTENSIONS = {"crawler.extensions.RootLogLevel": 0, "crawler.extensions.TuneGc": 0}
 TWISTED_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"
 
 # --- Browser pages (scrapy-playwright, JavaScript challenges): crawler/browser_settings.py ---

@@ -1,4 +1,5 @@
-"""The crawl's own Scrapy extensions (crawler/extensions.py), in a real `scrapy runspider`."""
+"""The crawl's own Scrapy extensions (crawler/extensions.py), in a real `scrapy runspider`:
+log levels, and the garbage collector's tuning."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from pathlib import Path
 import pytest
 
 from crawler.config import PROJECT_ROOT
+from crawler.gc_tuning import GC_THRESHOLD
 
 SPIDER = """
+import gc
 import logging
 import scrapy
 
@@ -26,6 +29,8 @@ class Levels(scrapy.Spider):
             "spider_debug": self.logger.isEnabledFor(logging.DEBUG),
             "scrapy_debug": logging.getLogger("scrapy.core.scraper").isEnabledFor(logging.DEBUG),
             "info": logging.getLogger("scrapy.core.engine").isEnabledFor(logging.INFO),
+            "gc_threshold": list(gc.get_threshold()),
+            "gc_frozen": gc.get_freeze_count(),
         }
 """
 
@@ -47,6 +52,9 @@ def test_messages_below_log_level_are_dropped_by_their_loggers(
     )
     assert done.returncode == 0, done.stderr[-2000:]
     (seen,) = [json.loads(line) for line in out.read_text("utf-8").splitlines()]
+    frozen = seen.pop("gc_frozen")
+    assert seen.pop("gc_threshold") == list(GC_THRESHOLD)
+    assert frozen > 10_000  # Scrapy, Twisted and the settings: out of every collection
     assert seen == {"spider_debug": debug, "scrapy_debug": debug, "info": True}
     # What the level lets through is still logged: the item, at DEBUG; the stats, at INFO.
     text = log.read_text("utf-8")

@@ -724,3 +724,36 @@ def test_a_worker_runs_nicer_than_its_crawl() -> None:
 
     ours = os.getpriority(os.PRIO_PROCESS, 0)
     assert asyncio.run(main()) == {min(ours + WORKER_NICE, 19)}
+
+
+def test_a_worker_freezes_its_start_up_and_collects_garbage_less_often() -> None:
+    import pickle
+    import socket
+    import struct
+    import subprocess
+    import sys
+
+    from crawler.gc_tuning import GC_THRESHOLD
+
+    ours, theirs = socket.socketpair()
+    probe = (
+        "import gc, sys, crawler.extract_pool as pool\n"
+        "pool.FUNCTIONS['gc'] = lambda: (gc.get_threshold(), gc.get_freeze_count())\n"
+        "pool.serve(int(sys.argv[1]))\n"
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-c", probe, str(theirs.fileno())], pass_fds=[theirs.fileno()]
+    )
+    theirs.close()
+    try:
+        frame = pickle.dumps((1, "gc", ()))
+        ours.sendall(struct.pack("!I", len(frame)) + frame)
+        with ours.makefile("rb") as answers:
+            (size,) = struct.unpack("!I", answers.read(4))
+            job_id, ok, (threshold, frozen) = pickle.loads(answers.read(size))
+    finally:
+        ours.close()
+        worker.wait(timeout=30)
+    assert (job_id, ok) == (1, True)
+    assert threshold == GC_THRESHOLD
+    assert frozen > 1000  # the modules and warm-up of the worker, out of every collection
