@@ -24,7 +24,6 @@ import logging
 import os
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +34,28 @@ FORMAT = b"govmonitor-jieba-lexicon 1\n"
 PROPER_TAGS = frozenset({"ns", "nt", "nz", "nr", "nrt", "nrfg", "j"})
 
 
-@dataclass(frozen=True)
 class Lexicon:
-    """jieba's prefix dictionary, its total count, and its words tagged as proper names."""
+    """jieba's prefix dictionary, its total count, and its words tagged as proper names.
 
-    freq: dict[str, int]
-    total: int
-    proper: frozenset[str]
+    The proper names (112,000 words, about 8 MB as a set) are made into a set on first use:
+    only party extraction reads them, and only for a post that matched a topic.
+    """
+
+    __slots__ = ("_proper", "_proper_text", "freq", "total")
+
+    def __init__(self, freq: dict[str, int], total: int, proper: frozenset[str] | str) -> None:
+        self.freq = freq
+        self.total = total
+        self._proper = proper if isinstance(proper, frozenset) else None
+        self._proper_text = proper if isinstance(proper, str) else ""
+
+    @property
+    def proper(self) -> frozenset[str]:
+        """Return the words tagged as proper names (ns, nt, nz, nr, nrt, nrfg, j)."""
+        if self._proper is None:
+            text, self._proper_text = self._proper_text, ""
+            self._proper = frozenset(text.split("\n")) if text else frozenset()
+        return self._proper
 
 
 def cache_dir() -> Path:
@@ -126,11 +140,7 @@ def read(path: Path) -> Lexicon | None:
         if len(keys) != len(counts):
             raise ValueError("keys and counts differ in number")
         proper = data[counts_end:].decode("utf-8")
-        return Lexicon(
-            dict(zip(keys, counts, strict=True)),
-            int(head["total"]),
-            frozenset(proper.split("\n")) if proper else frozenset(),
-        )
+        return Lexicon(dict(zip(keys, counts, strict=True)), int(head["total"]), proper)
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
         logger.warning("jieba dictionary cache %s is unreadable (%s); rebuilding it", path, exc)
         return None

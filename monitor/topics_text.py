@@ -86,13 +86,13 @@ class Segmenter:
         self._tokenizer: Any = None
         self._pending: list[str] = []
         self._cache: dict[str, tuple[int, ...]] = {}
-        self._proper: frozenset[str] = frozenset()
+        self._lexicon: Any = None
 
     @property
     def proper_words(self) -> frozenset[str]:
         """Return jieba's dictionary words tagged as place, organisation or other proper names."""
         self.tokenizer  # noqa: B018 - the property loads the dictionary
-        return self._proper
+        return self._lexicon.proper  # type: ignore[no-any-return]
 
     @property
     def tokenizer(self) -> Any:
@@ -106,7 +106,7 @@ class Segmenter:
 
                     jieba.setLogLevel(logging.WARNING)
                     tokenizer = jieba.Tokenizer()
-                    self._proper = lexicon.load(tokenizer).proper
+                    self._lexicon = lexicon.load(tokenizer)
                     self._add(tokenizer, self._pending)
                     self._pending = []
                     self._tokenizer = tokenizer
