@@ -7,8 +7,9 @@ folder, which took 0.9-1.3 CPU-seconds to load on our 2-core server, and the tag
 reading its 349,000-line dict.txt again (0.4 s): paid by every `monitor` process, so by every
 `monitor run --once`, whether or not anything new comes to classify.
 
-This cache holds the same three things as plain text and one int64 array, which Python reads
-back with one `str.split` and one `dict(zip(...))`: about 0.3 s. It lives in
+This cache holds the same three things as plain text and two int arrays (each distinct count
+once, and each word's index into them), which Python reads back with one `str.split` and one
+`dict(zip(...))`: about 0.3 s. It lives in
 `$XDG_CACHE_HOME/govmonitor` (default `~/.cache/govmonitor`), is named after a hash of the jieba
 version and the dictionary file's path, size and time, is written atomically on first use,
 and is rebuilt from jieba whenever it is missing, stale or unreadable; a cache that cannot
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import array
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -29,7 +31,7 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-FORMAT = b"govmonitor-jieba-lexicon 1\n"
+FORMAT = b"govmonitor-jieba-lexicon 2\n"
 # jieba's tags of place, organisation and other proper names (monitor/parties.py).
 PROPER_TAGS = frozenset({"ns", "nt", "nz", "nr", "nrt", "nrfg", "j"})
 
@@ -127,19 +129,23 @@ def read(path: Path) -> Lexicon | None:
         head_end = data.index(b"\n", len(FORMAT))
         head = json.loads(data[len(FORMAT) : head_end])
         start = head_end + 1
-        sizes = [int(head["keys"]), int(head["counts"]), int(head["proper"])]
-        if start + sum(sizes) != len(data):
+        sections = [int(head[name]) for name in ("keys", "values", "indexes", "proper")]
+        if start + sum(sections) != len(data):
             raise ValueError("truncated")
-        keys_end = start + sizes[0]
-        counts_end = keys_end + sizes[1]
-        keys = data[start:keys_end].decode("utf-8").split("\n")
-        counts = array.array("q")
-        counts.frombytes(data[keys_end:counts_end])
+        ends = list(itertools.accumulate(sections, initial=start))
+        keys = data[ends[0] : ends[1]].decode("utf-8").split("\n")
+        values, indexes = array.array("q"), array.array("I")
+        values.frombytes(data[ends[1] : ends[2]])
+        indexes.frombytes(data[ends[2] : ends[3]])
         if sys.byteorder != "little":  # pragma: no cover - written little-endian
-            counts.byteswap()
-        if len(keys) != len(counts):
-            raise ValueError("keys and counts differ in number")
-        proper = data[counts_end:].decode("utf-8")
+            values.byteswap()
+            indexes.byteswap()
+        if len(keys) != len(indexes) or (indexes and max(indexes) >= len(values)):
+            raise ValueError("keys and counts do not match")
+        # One int object per distinct count, shared by the words having it (as marshal's
+        # references share them): a fresh int per word would cost 8 MB more.
+        counts = map(list(values).__getitem__, indexes)
+        proper = data[ends[3] :].decode("utf-8")
         return Lexicon(dict(zip(keys, counts, strict=True)), int(head["total"]), proper)
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
         logger.warning("jieba dictionary cache %s is unreadable (%s); rebuilding it", path, exc)
@@ -152,12 +158,16 @@ def write(path: Path, lexicon: Lexicon) -> None:
         logger.warning("jieba's dictionary has a word with a line break: not cached")
         return
     keys = "\n".join(lexicon.freq).encode("utf-8")
-    counts = array.array("q", lexicon.freq.values())
+    distinct = sorted(set(lexicon.freq.values()))
+    position = {value: number for number, value in enumerate(distinct)}
+    values = array.array("q", distinct)
+    indexes = array.array("I", map(position.__getitem__, lexicon.freq.values()))
     if sys.byteorder != "little":  # pragma: no cover
-        counts.byteswap()
+        values.byteswap()
+        indexes.byteswap()
     proper = "\n".join(sorted(lexicon.proper)).encode("utf-8")
-    head = {"total": lexicon.total, "keys": len(keys), "counts": len(counts) * 8}
-    head["proper"] = len(proper)
+    head = {"total": lexicon.total, "keys": len(keys), "values": len(values) * 8}
+    head.update(indexes=len(indexes) * 4, proper=len(proper))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
@@ -165,7 +175,8 @@ def write(path: Path, lexicon: Lexicon) -> None:
             with os.fdopen(fd, "wb") as out:
                 out.write(FORMAT + json.dumps(head).encode() + b"\n")
                 out.write(keys)
-                out.write(counts.tobytes())
+                out.write(values.tobytes())
+                out.write(indexes.tobytes())
                 out.write(proper)
             os.replace(temporary, path)
         except BaseException:
