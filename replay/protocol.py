@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.utils import formatdate
@@ -214,7 +215,14 @@ class HTTPProtocol(asyncio.Protocol):
             close = "keep-alive" not in connection
         else:
             close = "close" in connection
-        response = self.handle(request)
+        try:
+            response = self.handle(request)
+        except Exception:  # noqa: BLE001 - a server answers, and says why on stderr
+            traceback.print_exc(file=sys.stderr)
+            body = b"internal error"
+            response = Response(
+                500, [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))], body
+            )
         if self.log is not None:
             self.log(request, response.status)
         assert self.transport is not None

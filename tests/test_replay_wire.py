@@ -220,3 +220,21 @@ def test_stop_closes_kept_alive_connections_and_frees_the_port() -> None:
         assert again.port == port
     finally:
         again.stop()
+
+
+def test_a_crash_outside_the_routes_is_still_answered_500() -> None:
+    with ReplayServer(["kaiping"]) as server:
+        original = server._respond
+
+        def broken(request: object) -> None:
+            raise RuntimeError("a broken handler")
+
+        server._respond = broken  # type: ignore[method-assign]
+        try:
+            with connect(server) as sock:  # a connection takes the handler it starts with
+                sock.sendall(f"GET {LIST} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                status, _, body = read_response(sock, bytearray())
+        finally:
+            server._respond = original  # type: ignore[method-assign]
+        assert (status, body) == (500, b"internal error")
+        assert len(replay_bytes(server, LIST)) > 1000
