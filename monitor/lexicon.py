@@ -56,10 +56,11 @@ class Lexicon:
     @property
     def proper(self) -> frozenset[str]:
         """Return the words tagged as proper names (ns, nt, nz, nr, nrt, nrfg, j)."""
-        if self._proper is None:
-            text, self._proper_text = self._proper_text, ""
-            self._proper = frozenset(text.split("\n")) if text else frozenset()
-        return self._proper
+        proper = self._proper
+        if proper is None:  # two threads may both build it: the same set
+            text = self._proper_text
+            proper = self._proper = frozenset(text.split("\n")) if text else frozenset()
+        return proper
 
 
 def cache_dir() -> Path:
