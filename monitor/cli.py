@@ -11,9 +11,14 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from crawler.config import AppSettings, get_settings
 from crawler.seeds import Seed, load_seeds, parse_duration
+
+if TYPE_CHECKING:
+    from monitor.crawl import CrawlRunner
+    from monitor.daemon import Daemon
 
 logger = logging.getLogger("monitor")
 
@@ -76,18 +81,28 @@ def cmd_run(args: argparse.Namespace, settings: AppSettings) -> int:
         return 2
     if args.once:
         return run_once(args, settings, runtime)
+    build_daemon(settings, runtime, args.every).run()
+    return 0
+
+
+def build_daemon(
+    settings: AppSettings,
+    runtime: Runtime,
+    every: timedelta | None,
+    runner: CrawlRunner | None = None,
+) -> Daemon:
+    """Return the daemon of `runtime` (its modules are imported here, not at start-up)."""
     from monitor.daemon import Daemon
 
-    daemon = Daemon(
+    return Daemon(
         settings,
         runtime.seeds,
         runtime.topics,
         runtime.channels,
         runtime.notifiers,
-        every=args.every,
+        every=every,
+        runner=runner,
     )
-    daemon.run()
-    return 0
 
 
 def run_once(args: argparse.Namespace, settings: AppSettings, runtime: Runtime) -> int:
@@ -106,17 +121,7 @@ def run_once(args: argparse.Namespace, settings: AppSettings, runtime: Runtime) 
     runner = CrawlRunner(settings, session_factory(settings.database_url))
     runner.start(source_ids)
     try:
-        from monitor.daemon import Daemon
-
-        daemon = Daemon(
-            settings,
-            runtime.seeds,
-            runtime.topics,
-            runtime.channels,
-            runtime.notifiers,
-            every=args.every,
-            runner=runner,
-        )
+        daemon = build_daemon(settings, runtime, args.every, runner)
     except BaseException:
         runner.kill()
         raise

@@ -21,7 +21,7 @@ import asyncio
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from http import HTTPStatus
@@ -50,12 +50,6 @@ class Headers:
     def items(self) -> list[tuple[str, str]]:
         """Return every (name, value) as the client sent them."""
         return list(self._fields)
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._index
-
-    def __iter__(self) -> Iterator[str]:
-        return (name for name, _ in self._fields)
 
 
 @dataclass(frozen=True)
