@@ -103,15 +103,26 @@ class ReplayHandler:
         challenge = site_challenge(site)
         if challenge is not None and not challenge.passes(self.headers.get("Cookie")):
             return self._send_page(challenge.page(), send_body)
+        cache = self.replay.page_cache if site.cacheable else None
+        if cache is not None:
+            version = site.column.version
+            kept = cache.get(site_id)
+            if kept is None or kept[0] != version:  # the column changed: every page may have
+                kept = cache[site_id] = (version, {})
+            cached = kept[1].get(self.path)
+            if cached is not None:
+                return self._send_page(cached[0], send_body, cached[1])
         prefix = f"/{site_id}"
         page = site.route("/" + rest, query, prefix) or site.not_found(prefix)
+        if cache is not None:
+            kept[1][self.path] = (page, etag_of(page))
         return self._send_page(page, send_body)
 
-    def _send_page(self, page: Page, send_body: bool) -> int:
+    def _send_page(self, page: Page, send_body: bool, etag: str | None = None) -> int:
         """Send `page`, or 304 if the client's copy is current; return the status sent."""
         headers = dict(page.headers)
         if page.status == 200:
-            etag = etag_of(page)
+            etag = etag or etag_of(page)
             headers["ETag"] = etag
             headers["Last-Modified"] = http_date(page.last_modified)
             if self._not_modified(etag, page.last_modified):

@@ -18,7 +18,7 @@ from typing import Any, Self
 
 from replay.handler import ReplayHandler, site_challenge
 from replay.protocol import HTTPProtocol, Request, Response
-from replay.sites import Site, site_class, site_ids
+from replay.sites import Page, Site, site_class, site_ids
 from replay.sites.bulk import BulkSites
 from replay.store import Post
 
@@ -57,9 +57,16 @@ class ReplayServer:
         verbose: bool = False,
         bulk: int = 0,
         bulk_size: int = 1,
+        cache_pages: bool = False,
     ):
         """Serve `sites` (default: all; `[]` with `bulk` for bulk sources only), each with
-        `size` posts, plus `bulk` synthetic sources `bulk0001`... of `bulk_size` posts each."""
+        `size` posts, plus `bulk` synthetic sources `bulk0001`... of `bulk_size` posts each.
+
+        `cache_pages`: keep every page rendered, until its column changes, and answer later
+        requests for it from memory (the benchmarks: a real site's rendering costs the
+        crawling machine nothing, where the replay's runs on its cores). Off by default:
+        a page cache holds every page served, and tests want each request rendered.
+        """
         self.host = host
         self.port = port
         self.verbose = verbose
@@ -68,6 +75,11 @@ class ReplayServer:
             for site_id in (site_ids() if sites is None or (not sites and not bulk) else sites)
         }
         self.sites = BulkSites(named, bulk, bulk_size, seed)
+        # Per site: the column version the pages were rendered at, and each page (with its
+        # ETag) by request path and query.
+        self.page_cache: dict[str, tuple[int, dict[str, tuple[Page, str]]]] | None = (
+            {} if cache_pages else None
+        )
         self._log: list[RequestRecord] = []
         self._log_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -757,3 +757,109 @@ def test_a_worker_freezes_its_start_up_and_collects_garbage_less_often() -> None
     assert (job_id, ok) == (1, True)
     assert threshold == GC_THRESHOLD
     assert frozen > 1000  # the modules and warm-up of the worker, out of every collection
+
+
+# ----- the wire -----------------------------------------------------------------------------
+
+
+def test_pages_and_answers_cross_the_wire_as_marshal_whole() -> None:
+    """Every field of an article and of a list page, and each datetime's zone, survives the
+    marshal wire of the per-page functions; a new field of ExtractedArticle must be added to
+    the codec (this test then fails)."""
+    import dataclasses
+    from zoneinfo import ZoneInfo
+
+    from crawler.extract_pool import decode_answer, decode_job, encode_answer, encode_job
+    from crawler.pages.model import Attachment, ListEntry
+
+    shanghai = ZoneInfo("Asia/Shanghai")
+    crawl_time = datetime(2026, 11, 22, 3, 4, 5, 678, tzinfo=UTC)
+    listed = datetime(2026, 11, 21, 9, 30, tzinfo=shanghai)
+    args = (
+        "trs",
+        "http://a.gov.cn/t1.html",
+        b"<html>\xe5\x8d\x97</html>",
+        {"ETag": '"x"'},
+        crawl_time,
+        listed,
+        "gb18030",
+    )
+    payload = encode_job(7, "extract", args)
+    assert payload[:1] == b"M"
+    assert decode_job(payload) == (7, "extract", args)
+    assert decode_job(payload)[2][5].tzinfo is shanghai
+
+    article = ExtractedArticle(
+        url="http://a.gov.cn/t1.html",
+        title="港大与深圳共建生物医药研究院",
+        body="第一段\n第二段",
+        published_at=listed,
+        source="深圳市科技创新局",
+        attachments=[Attachment("http://a.gov.cn/f.pdf", "附件1", "pdf")],
+        doc_number="深科技〔2026〕12号",
+        description="摘要",
+    )
+    unset = [f.name for f in dataclasses.fields(article) if getattr(article, f.name) in (None, [])]
+    assert unset == []  # every field set, so that a field the codec drops shows
+    back = decode_answer(encode_answer("extract", (7, True, (article, "hash", None))))
+    assert back == (7, True, (article, "hash", None))
+    assert back[2][0].published_at.tzinfo is shanghai
+
+    naive = ExtractedArticle(url="u", title="t", body="b", published_at=datetime(2020, 1, 2))
+    assert decode_answer(encode_answer("extract", (1, True, (naive, None, "tb"))))[2][0] == naive
+
+    options = {
+        "article_pattern": r"t\d+",
+        "list_pattern": None,
+        "encoding": None,
+        "crawl_time": crawl_time,
+    }
+    list_args = ("http://a.gov.cn/list.html", b"<html></html>", {}, options)
+    assert decode_job(encode_job(8, "list", list_args)) == (8, "list", list_args)
+    page = ListPage(
+        url="http://a.gov.cn/list.html",
+        entries=[
+            ListEntry("http://a.gov.cn/t1.html", "标题", listed),
+            ListEntry("http://a.gov.cn/t2.html"),
+        ],
+        next_pages=["http://a.gov.cn/list_1.html"],
+    )
+    assert decode_answer(encode_answer("list", (8, True, (page, None)))) == (8, True, (page, None))
+
+
+def test_failures_and_other_functions_cross_the_wire_pickled() -> None:
+    from crawler.extract_pool import decode_answer, decode_job, encode_answer, encode_job
+
+    failure = re.error("bad pattern")
+    payload = encode_answer("list", (3, False, failure))
+    assert payload[:1] == b"\x80"
+    job_id, ok, value = decode_answer(payload)
+    assert (job_id, ok, type(value), str(value)) == (3, False, re.error, "bad pattern")
+    other = encode_job(4, "gc", ())
+    assert other[:1] == b"\x80" and decode_job(other) == (4, "gc", ())
+    assert decode_answer(encode_answer("gc", (4, True, {"any": object.__name__}))) == (
+        4,
+        True,
+        {"any": "object"},
+    )
+
+
+class _OwnHeaders(dict[str, str]):
+    """A caller's own mapping type: marshal holds only plain dicts."""
+
+
+def test_arguments_marshal_cannot_hold_go_pickled() -> None:
+    from crawler.extract_pool import decode_job, encode_job
+
+    args = (
+        "generic",
+        "http://a.gov.cn/",
+        b"<html></html>",
+        _OwnHeaders(a="1"),
+        CRAWL_TIME,
+        None,
+        None,
+    )
+    payload = encode_job(5, "extract", args)
+    assert payload[:1] == b"\x80"
+    assert decode_job(payload) == (5, "extract", args)

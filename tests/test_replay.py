@@ -436,3 +436,58 @@ def test_column_neighbours_follow_inserts_and_deletes() -> None:
     assert column.neighbours(3) == (None, posts[1])
     assert column.neighbours(1) == (posts[1], None)
     assert column.neighbours(4) == (None, None)
+
+
+def test_a_page_cache_renders_each_page_once_until_its_column_changes() -> None:
+    """`cache_pages` (the benchmarks): a page is rendered once and served again from memory,
+    with the same ETag and 304s; any publish, edit or delete renders the site's pages anew;
+    a site whose pages hold the time (zhongshan's list tokens) is never cached."""
+    with ReplayServer(["kaiping", "sznews", "zhongshan"], cache_pages=True) as server:
+        rendered: list[str] = []
+        for site_id in ("kaiping", "sznews", "zhongshan"):
+            site = server.site(site_id)
+            for method in ("render_article", "render_list"):
+                original = getattr(site, method)
+
+                def counted(*args: object, _original=original, _name=f"{site_id}.{method}"):
+                    rendered.append(_name)
+                    return _original(*args)
+
+                setattr(site, method, counted)
+        article = server.seed_url("sznews")
+        first = fetch(article)
+        again = fetch(article)
+        assert rendered == ["sznews.render_article"]
+        assert first[0] == again[0] == 200 and first[2] == again[2]
+        assert first[1]["ETag"] == again[1]["ETag"]
+        assert fetch(article, {"If-None-Match": first[1]["ETag"]})[0] == 304
+        list_url = server.list_url("kaiping")
+        before = text(list_url)
+        text(list_url)
+        assert rendered.count("kaiping.render_list") == 1
+
+        # Any change to a column renders its pages anew (an article shows its neighbours).
+        url = server.publish("sznews", "深港合作新闻", ["正文。"])
+        assert fetch(article)[0] == 200
+        assert rendered.count("sznews.render_article") == 2
+        assert "深港合作新闻" in text(url)
+        server.publish("kaiping", "開平新聞", ["正文。"])
+        after = text(list_url)
+        assert after != before and "開平新聞" in after
+        assert rendered.count("kaiping.render_list") == 2
+
+        zhongshan_list = server.list_url("zhongshan")
+        text(zhongshan_list)
+        text(zhongshan_list)
+        assert rendered.count("zhongshan.render_list") == 2
+
+
+def test_without_a_page_cache_every_request_is_rendered(kaiping: ReplayServer) -> None:
+    assert kaiping.page_cache is None
+    site = kaiping.site("kaiping")
+    calls = []
+    original = site.render_list
+    site.render_list = lambda *args: calls.append(1) or original(*args)  # type: ignore[method-assign]
+    text(kaiping.list_url("kaiping"))
+    text(kaiping.list_url("kaiping"))
+    assert len(calls) == 2

@@ -47,6 +47,9 @@ class Site(ABC):
     default_source: str = ""
     encoding: ClassVar[str] = "utf-8"
     min_posts: ClassVar[int] = 21
+    # Whether a page depends only on the request and the column (its version): what a
+    # server's page cache may keep (replay/handler.py). Not so where pages hold the time.
+    cacheable: ClassVar[bool] = True
 
     def __init__(self, size: int | None = None, seed: int = 0):
         self.seed = seed

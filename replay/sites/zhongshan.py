@@ -85,6 +85,7 @@ class ZhongshanSite(Site):
 
     site_id = "zhongshan"
     origin = "http://www.zs.gov.cn"
+    cacheable = False  # the column-list API's token changes with the time
 
     def __init__(self, size: int | None = None, seed: int = 0):
         settings = self.data("site.toml")
