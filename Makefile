@@ -48,7 +48,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check crawler monitor replay tests migrations bench
 	$(BIN)/ruff format --check crawler monitor replay tests migrations bench
 
-## Performance: throughput, idle cycles, history growth, extraction, latency, memory (~9 min).
+## Performance: throughput, idle cycles, history growth, extraction, latency, memory (~10 min).
 ## Prints the table and writes bench-results/latest.json; `python -m bench --quick` is a smoke run.
 bench: $(STAMP)
 	$(BIN)/python -m bench --out bench-results/latest.json
