@@ -36,7 +36,7 @@ import sys
 import traceback
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 from zoneinfo import ZoneInfo
 
 from crawler.gc_tuning import tune_gc
@@ -443,11 +443,18 @@ def _list_answer_in(data: tuple[Any, ...]) -> tuple[Any, ...]:
     return ListPage(url, listed, list(next_pages)), error
 
 
-Codec = tuple[Callable[[Any], Any], Callable[[Any], Any]]
-# Per function: (to plain values, back) for its arguments, then for its answer.
-CODECS: dict[str, tuple[Codec, Codec]] = {
-    "extract": ((_extract_args_out, _extract_args_in), (_extract_answer_out, _extract_answer_in)),
-    "list": ((_list_args_out, _list_args_in), (_list_answer_out, _list_answer_in)),
+class Codec(NamedTuple):
+    """How one function's arguments and answer become plain values, and back."""
+
+    args_out: Callable[[Any], Any]
+    args_in: Callable[[Any], Any]
+    answer_out: Callable[[Any], Any]
+    answer_in: Callable[[Any], Any]
+
+
+CODECS: dict[str, Codec] = {
+    "extract": Codec(_extract_args_out, _extract_args_in, _extract_answer_out, _extract_answer_in),
+    "list": Codec(_list_args_out, _list_args_in, _list_answer_out, _list_answer_in),
 }
 
 
@@ -459,7 +466,7 @@ def encode_job(job_id: int, name: str, args: tuple[Any, ...]) -> bytes:
     codec = CODECS.get(name)
     if codec is not None:
         try:
-            return bytes((_MARSHAL,)) + marshal.dumps((job_id, name, codec[0][0](args)))
+            return bytes((_MARSHAL,)) + marshal.dumps((job_id, name, codec.args_out(args)))
         except ValueError:  # not plain values
             pass
     return pickle.dumps((job_id, name, args), pickle.HIGHEST_PROTOCOL)
@@ -470,7 +477,7 @@ def decode_job(payload: bytes) -> tuple[int, str, tuple[Any, ...]]:
     if payload[0] != _MARSHAL:
         return cast(tuple[int, str, tuple[Any, ...]], pickle.loads(payload))
     job_id, name, data = marshal.loads(memoryview(payload)[1:])
-    return job_id, name, CODECS[name][0][1](data)
+    return job_id, name, CODECS[name].args_in(data)
 
 
 def encode_answer(name: str, answer: tuple[int, bool, Any]) -> bytes:
@@ -479,7 +486,7 @@ def encode_answer(name: str, answer: tuple[int, bool, Any]) -> bytes:
     codec = CODECS.get(name)
     if ok and codec is not None:
         try:
-            return bytes((_MARSHAL,)) + marshal.dumps((job_id, name, codec[1][0](value)))
+            return bytes((_MARSHAL,)) + marshal.dumps((job_id, name, codec.answer_out(value)))
         except ValueError:  # not plain values
             pass
     return pickle.dumps(answer, pickle.HIGHEST_PROTOCOL)
@@ -490,7 +497,7 @@ def decode_answer(payload: bytes) -> tuple[int, bool, Any]:
     if payload[0] != _MARSHAL:
         return cast(tuple[int, bool, Any], pickle.loads(payload))
     job_id, name, data = marshal.loads(memoryview(payload)[1:])
-    return job_id, True, CODECS[name][1][1](data)
+    return job_id, True, CODECS[name].answer_in(data)
 
 
 def serve(fd: int) -> None:
