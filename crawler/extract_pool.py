@@ -9,7 +9,9 @@ Each worker is `python -m crawler.extract_worker`, started with a socket to the 
 nothing else (never a fork of a process running a reactor and threads), at a lower priority
 than the crawl (`WORKER_NICE`). The crawl's event
 loop writes pages to the socket and reads the answers from it like any other connection: no
-threads, no locks, one write and one read per page. Pages and answers are pickled, each
+threads, no locks, one write and one read per page. The sources spider sends each page from a
+downloader middleware (`crawler.middlewares.ReadAheadMiddleware`), so that its callbacks find
+the answer waiting and need not be coroutines. Pages and answers are pickled, each
 framed by its length. Workers belong to the crawl's process group, so the daemon's time
 limit kills them with the crawl, and a worker whose crawl is gone reads the end of its
 socket and exits.
@@ -248,19 +250,7 @@ class ExtractionPool:
         self, kind: str, url: str, html: bytes, **options: Any
     ) -> tuple[ExtractedArticle, str | None]:
         """Return the extracted article at `url` and its content hash (None when it failed)."""
-        args = (
-            kind,
-            url,
-            html,
-            dict(options.get("headers") or {}),
-            options["crawl_time"],
-            options.get("list_date"),
-            options.get("encoding"),
-        )
-        article, digest, error = await self._run("extract", args, url)
-        if error is not None:
-            logger.warning("extraction failed for %s\n%s", url, error.rstrip())
-        return article, digest
+        return article_answer(await self.read(article_job(kind, url, html, **options)))
 
     async def read_list(
         self, url: str, html: bytes, headers: Mapping[str, str], **options: Any
@@ -269,22 +259,25 @@ class ExtractionPool:
 
         A page that cannot be read is logged and shows no posts; a bad pattern raises re.error.
         """
-        page, error = await self._run("list", (url, html, dict(headers), options), url)
-        if error is not None:
-            logger.warning("list parsing failed for %s\n%s", url, error.rstrip())
-        return page
+        return list_answer(await self.read(list_job(url, html, headers, **options)))
 
-    async def _run(self, name: str, args: tuple[Any, ...], url: str) -> Any:
-        """Return FUNCTIONS[name](*args), from a worker when there is a pool."""
+    async def read(self, job: PageJob) -> Any:
+        """Return the raw answer of `job` (see `article_answer`, `list_answer`), from a worker
+        when there is a pool."""
         if not self.workers:
-            return FUNCTIONS[name](*args)
+            return self.read_here(job)
         loop = asyncio.get_running_loop()
         self._next_id += 1
         job_id = self._next_id
-        payload = encode_job(job_id, name, args)
-        job = _Job(_HEADER.pack(len(payload)) + payload, loop.create_future(), name, url)
-        self._worker(loop).send(job_id, job)
-        return await job.future
+        payload = encode_job(job_id, job.name, job.args)
+        sent = _Job(_HEADER.pack(len(payload)) + payload, loop.create_future(), job.name, job.url)
+        self._worker(loop).send(job_id, sent)
+        return await sent.future
+
+    @staticmethod
+    def read_here(job: PageJob) -> Any:
+        """Return the raw answer of `job`, read in this process and thread."""
+        return FUNCTIONS[job.name](*job.args)
 
     def _worker(self, loop: asyncio.AbstractEventLoop) -> _Worker:
         """Return the live worker holding the fewest jobs, starting workers as needed."""
@@ -341,6 +334,54 @@ def _given_up(name: str, url: str, error: str) -> Any:
 
 
 FUNCTIONS: dict[str, Callable[..., Any]] = {"extract": extract_page, "list": read_list}
+
+
+class PageJob(NamedTuple):
+    """One page to read: the function (a key of FUNCTIONS), its arguments, the page's URL."""
+
+    name: str
+    args: tuple[Any, ...]
+    url: str
+
+
+def article_job(kind: str, url: str, html: bytes, **options: Any) -> PageJob:
+    """Return the job extracting an article page with the extractor `kind`.
+
+    Options: `headers`, `crawl_time` (required), `list_date`, `encoding` (see extract_page).
+    """
+    args = (
+        kind,
+        url,
+        html,
+        dict(options.get("headers") or {}),
+        options["crawl_time"],
+        options.get("list_date"),
+        options.get("encoding"),
+    )
+    return PageJob("extract", args, url)
+
+
+def list_job(url: str, html: bytes, headers: Mapping[str, str], **options: Any) -> PageJob:
+    """Return the job reading a column list page (options as read_list's)."""
+    return PageJob("list", (url, html, dict(headers), options), url)
+
+
+def article_answer(answer: Any) -> tuple[ExtractedArticle, str | None]:
+    """Return the article and content hash of an `article_job`'s answer; log a failure."""
+    article, digest, error = answer
+    if error is not None:
+        logger.warning("extraction failed for %s\n%s", article.url, error.rstrip())
+    return article, digest
+
+
+def list_answer(answer: Any) -> ListPage:
+    """Return the list page of a `list_job`'s answer; log a failure."""
+    page, error = answer
+    if error is not None:
+        logger.warning("list parsing failed for %s\n%s", page.url, error.rstrip())
+    return page
+
+
 # A worker runs this much nicer than its crawl. The crawl's event loop paces everything
 # (downloads, scheduling, storing) and works in short bursts; a worker's pages can wait a
 # moment. When they contend for a core (two cores shared with the monitor), the loop wins and

@@ -305,3 +305,31 @@ def describe_failure(failure: Failure) -> str:
         return "cannot resolve the host name"
     text = str(exc).strip() or type(exc).__name__
     return f"{type(exc).__name__}: {text}"[:300]
+
+
+class ReadAheadMiddleware:
+    """Have the spider read each page it asked for before the page's callback runs.
+
+    The spider's `read_ahead(request, response)` (crawler/spiders/sources.py) sends the page to
+    the extraction worker and leaves the answer in the request's meta, so that callbacks are
+    plain functions. It runs last on a response (the lowest order of the downloader
+    middlewares): after redirects, retries and the guard above. While a page waits for its
+    worker, it keeps its place among the CONCURRENT_REQUESTS the downloader counts: when the
+    worker falls behind, the crawl downloads less instead of piling pages up in memory.
+    Responses of other spiders and requests (robots.txt) pass through untouched.
+    """
+
+    def __init__(self, crawler: Crawler) -> None:
+        self.crawler = crawler
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        """Build the middleware of `crawler`."""
+        return cls(crawler)
+
+    async def process_response(self, request: Request, response: Response) -> Response:
+        """Return `response`, once the spider has read it ahead (if it reads pages ahead)."""
+        read_ahead = getattr(self.crawler.spider, "read_ahead", None)
+        if read_ahead is not None and "page_kind" in request.meta:
+            await read_ahead(request, response)
+        return response

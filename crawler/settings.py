@@ -105,5 +105,7 @@ DOWNLOADER_MIDDLEWARES = {
     "crawler.middlewares.LoopRedirectMiddleware": 600,
     # Sees bodies after HttpCompressionMiddleware (590) has decompressed them.
     "crawler.middlewares.ResponseGuardMiddleware": 585,
+    # Last on every response: a page is read in the extraction worker before its callback.
+    "crawler.middlewares.ReadAheadMiddleware": 30,
 }
 # --- end of hostile sites ---

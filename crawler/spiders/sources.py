@@ -10,7 +10,7 @@ import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 from zoneinfo import ZoneInfo
 
 import scrapy
@@ -20,7 +20,15 @@ from twisted.python.failure import Failure
 
 from crawler.config import get_settings
 from crawler.db import session_factory
-from crawler.extract_pool import ExtractionPool, default_workers
+from crawler.extract_pool import (
+    ExtractionPool,
+    PageJob,
+    article_answer,
+    article_job,
+    default_workers,
+    list_answer,
+    list_job,
+)
 from crawler.items import ArticleItem, WithdrawnItem
 from crawler.linkpolicy import allowed_links
 from crawler.memory import CrawlMemory, title_changed
@@ -30,6 +38,15 @@ from crawler.urls import canonical_url
 
 logger = logging.getLogger(__name__)
 CST = ZoneInfo("Asia/Shanghai")
+# The request meta key under which `read_ahead` leaves a page's reading for its callback.
+READ_KEY = "page_read"
+
+
+class PageRead(NamedTuple):
+    """A page read ahead of its callback: the job (its URL, its crawl time) and the answer."""
+
+    job: PageJob
+    answer: Any
 
 
 class SpiderArgs(BaseModel):
@@ -176,7 +193,72 @@ class SourcesSpider(scrapy.Spider):
             meta=meta,
         )
 
-    async def parse_list(self, response: Response, source_id: str, depth: int) -> list[Any]:
+    def page_job(self, request: scrapy.Request, response: Response) -> PageJob | None:
+        """Return the reading of a response that its callback will read, or None.
+
+        That is a list page (unless it is a browser probe, answered again in the browser) or
+        an article page, of a known source, answered 2xx.
+        """
+        meta = request.meta
+        seed = self.seeds.get(meta.get("source_id", ""))
+        if seed is None or not 200 <= response.status < 300:
+            return None
+        kind = meta.get("page_kind")
+        if kind == "list" and not meta.get("browser_if_changed"):
+            return list_job(
+                response.url,
+                response.body,
+                _page_headers(response),
+                article_pattern=seed.article_pattern,
+                list_pattern=seed.list_pattern,
+                encoding=seed.encoding,
+            )
+        if kind == "article":
+            return article_job(
+                seed.extractor,
+                response.url,
+                response.body,
+                headers=_page_headers(response),
+                crawl_time=datetime.now(UTC),
+                list_date=request.cb_kwargs.get("list_date"),
+                encoding=seed.encoding,
+            )
+        return None
+
+    async def read_ahead(self, request: scrapy.Request, response: Response) -> None:
+        """Read a page in the extraction worker before its callback runs (the downloader
+        middleware `crawler.middlewares.ReadAheadMiddleware` awaits this).
+
+        The answer waits in the request's meta; the callback, a plain function, takes it. A
+        coroutine callback would cost Scrapy a task, a Deferred and a future per page: on the
+        10,000-post benchmark about a second of the crawl's thread. Without a worker, or when
+        reading ahead fails (a bad list pattern), the callback reads the page itself.
+        """
+        if not self.extraction.workers:
+            return
+        job = self.page_job(request, response)
+        if job is None:
+            return
+        try:
+            answer = await self.extraction.read(job)
+        except Exception:  # noqa: BLE001 - the callback reads it again and raises it there
+            return
+        request.meta[READ_KEY] = PageRead(job, answer)
+
+    def _page_read(self, response: Response) -> PageRead:
+        """Return the reading of a response: the one read ahead, else one made here (counted
+        as the stat `extraction/read_in_crawl`: with a worker, a sign that ReadAheadMiddleware
+        is missing from DOWNLOADER_MIDDLEWARES)."""
+        read = response.meta.pop(READ_KEY, None)
+        if isinstance(read, PageRead) and read.job.url == response.url:
+            return read
+        job = self.page_job(response.request, response) if response.request else None
+        if job is None:
+            raise ValueError(f"no page to read in the response of {response.url}")
+        self.crawler.stats.inc_value("extraction/read_in_crawl")
+        return PageRead(job, self.extraction.read_here(job))
+
+    def parse_list(self, response: Response, source_id: str, depth: int) -> list[Any]:
         """Follow the articles and further pages of one column list page.
 
         The page is read in the extraction worker (like article pages), off the reactor.
@@ -196,14 +278,7 @@ class SourcesSpider(scrapy.Spider):
         if response.meta.get("browser_if_changed"):
             # The plain probe saw a change: render the list in the browser this time.
             return [self._list_request(seed, response.url, depth, conditional=False)]
-        page = await self.extraction.read_list(
-            response.url,
-            response.body,
-            _page_headers(response),
-            article_pattern=seed.article_pattern,
-            list_pattern=seed.list_pattern,
-            encoding=seed.encoding,
-        )
+        page = list_answer(self._page_read(response).answer)
         page = allowed_links(page, seed, self.crawler)  # off-site, non-http, private hosts
         stats.inc_value(f"source/{source_id}/list_entries", len(page.entries))
         if not page.entries:
@@ -245,7 +320,7 @@ class SourcesSpider(scrapy.Spider):
             )
         ]
 
-    async def parse_article(
+    def parse_article(
         self,
         response: Response,
         source_id: str,
@@ -256,17 +331,8 @@ class SourcesSpider(scrapy.Spider):
         if response.status in (404, 410):
             reason = f"HTTP {response.status} on revisit"
             return [WithdrawnItem(source_id, response.url, reason, datetime.now(UTC).isoformat())]
-        seed = self.seeds[source_id]
         now = datetime.now(UTC)
-        article, digest = await self.extraction.extract_hashed(
-            seed.extractor,
-            response.url,
-            response.body,
-            headers=_page_headers(response),
-            crawl_time=now,
-            list_date=list_date,
-            encoding=seed.encoding,
-        )
+        article, digest = article_answer(self._page_read(response).answer)
         if not article.title and not article.body:
             # Unreadable (the extractor failed, or found nothing): not stored as an empty
             # post. A failed article keeps the list validators unsaved, so the next cycle
