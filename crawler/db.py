@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -41,10 +42,26 @@ def make_engine(database_url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
+_shared: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
 @lru_cache(maxsize=8)
 def engine_for(database_url: str) -> Engine:
     """Return the shared engine of this process for `database_url`."""
-    return make_engine(database_url)
+    engine = make_engine(database_url)
+    _shared.add(engine)
+    return engine
+
+
+def dispose_engines() -> None:
+    """Close the pooled connections of every shared engine of this process.
+
+    A process that ends without tearing its interpreter down calls this first: SQLite moves
+    its write-ahead log into the database file when the file's last connection closes, and
+    until then a copy of the file alone lacks the latest transactions.
+    """
+    for engine in list(_shared):
+        engine.dispose()
 
 
 def session_factory(database_url: str) -> sessionmaker[Session]:

@@ -1,5 +1,5 @@
-"""Garbage-collector tuning of the crawl and extraction processes (no Scrapy import: the
-extraction worker uses it too)."""
+"""Garbage-collector tuning of the crawl, extraction and monitor processes (no Scrapy import:
+the extraction worker and the monitor use it too)."""
 
 from __future__ import annotations
 
@@ -14,11 +14,19 @@ import gc
 GC_THRESHOLD = (10_000, 10, 10)
 
 
+_tuned = False
+
+
 def tune_gc() -> None:
     """Freeze the objects allocated so far out of collections, and collect less often.
 
     Called once start-up is over (modules, settings, seeds: none of it is garbage). Cycles made
-    later are still collected, only in larger batches.
+    later are still collected, only in larger batches. Only the first call of a process
+    freezes: a later one would freeze whatever garbage was waiting for its collection.
     """
+    global _tuned
+    if _tuned:
+        return
+    _tuned = True
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLD)
