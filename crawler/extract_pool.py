@@ -11,8 +11,8 @@ than the crawl (`WORKER_NICE`). The crawl's event
 loop writes pages to the socket and reads the answers from it like any other connection: no
 threads, no locks, one write and one read per page. The sources spider sends each page from a
 downloader middleware (`crawler.middlewares.ReadAheadMiddleware`), so that its callbacks find
-the answer waiting and need not be coroutines. Pages and answers are pickled, each
-framed by its length. Workers belong to the crawl's process group, so the daemon's time
+the answer waiting and need not be coroutines. Pages and answers are marshalled (pickled
+when marshal cannot hold them; see the wire below), each framed by its length. Workers belong to the crawl's process group, so the daemon's time
 limit kills them with the crawl, and a worker whose crawl is gone reads the end of its
 socket and exits.
 

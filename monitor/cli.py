@@ -258,11 +258,11 @@ def entry() -> NoReturn:
     logging is shut down; what is skipped is freeing the interpreter's objects one by one (the
     classifier's dictionaries, the story index): 0.28 s at the end of each 10,000-post
     benchmark cycle. Exit handlers registered with `atexit` do not run. Every other command,
-    and a cycle that raised, exits as usual.
+    and a cycle that did not run to its end (an error, an interrupt), exits as usual.
     """
     args = build_parser().parse_args()
     code = _run(args)
-    if args.func is cmd_run and args.once:
+    if args.func is cmd_run and args.once and code in (0, 1):
         from crawler.db import dispose_engines
 
         dispose_engines()  # a copy of the SQLite file alone is then complete
