@@ -123,6 +123,19 @@ def test_warming_up_loads_the_word_dictionary_only_when_topics_need_it() -> None
     assert results == {"topics": ["True", "True"], "none": ["False", "False"]}
 
 
+def _probe(script: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """Run a Python `script` with `args` in the monitor's environment `env`; return it finished."""
+    return subprocess.run(
+        [sys.executable, "-c", script, *args],
+        env=env,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
 ORDER_PROBE = """
 import subprocess, sys
 
@@ -157,15 +170,7 @@ def test_once_starts_the_crawl_before_loading_the_daemons_modules(tmp_path: Path
     # delivery on the other, instead of one after the other.
     with ReplayServer(["kaiping"], size=3) as replay:
         env = monitor_env(tmp_path, replay.url, None)
-        done = subprocess.run(
-            [sys.executable, "-c", ORDER_PROBE],
-            env=env,
-            cwd=PROJECT_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
-        )
+        done = _probe(ORDER_PROBE, env)
     assert done.stdout.strip().splitlines()[-1] == "['crawl started', 'daemon imported'] 0", (
         done.stdout + done.stderr[-3000:]
     )
@@ -188,15 +193,7 @@ def test_a_cycle_freezes_the_monitors_start_up_and_collects_garbage_less_often(
 
     with ReplayServer(["kaiping"], size=3) as replay:
         env = monitor_env(tmp_path, replay.url, None)
-        done = subprocess.run(
-            [sys.executable, "-c", GC_PROBE],
-            env=env,
-            cwd=PROJECT_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
-        )
+        done = _probe(GC_PROBE, env)
     code, threshold, frozen = done.stdout.strip().splitlines()[-1].split("|")
     assert code == "0", done.stdout + done.stderr[-3000:]
     assert threshold == str(GC_THRESHOLD)
@@ -214,23 +211,11 @@ entry()
 """
 
 
-def _entry(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", ENTRY_PROBE, *args],
-        env=env,
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-
-
 def test_once_exits_without_tearing_down_and_loses_no_log_line(tmp_path: Path) -> None:
     with ReplayServer(["kaiping"], size=3) as replay:
         env = {**monitor_env(tmp_path, replay.url, None), "MONITOR_LOG_LEVEL": "INFO"}
-        once = _entry(env, "run", "--once", "--sources", "kaiping")
-        listing = _entry(env, "sources")
+        once = _probe(ENTRY_PROBE, env, "run", "--once", "--sources", "kaiping")
+        listing = _probe(ENTRY_PROBE, env, "sources")
     assert once.returncode == 0, once.stderr[-3000:]
     assert "interpreter torn down" not in once.stdout
     # The cycle's last lines reached stderr (flushed before the exit), and its work is stored.
