@@ -30,6 +30,8 @@ REVISIT_AFTER: tuple[timedelta, ...] = (
     timedelta(days=7),
 )
 MAX_REVISITS_PER_SOURCE = 50
+# URLs per query when saving list validators (well under any database's parameter limit).
+_SAVE_CHUNK = 500
 CST = ZoneInfo("Asia/Shanghai")
 
 # The two look-ups of every list page, built once (building a statement costs more than
@@ -151,18 +153,48 @@ class CrawlMemory:
         return gone
 
     def save_validators(
-        self, source_id: str, validators: dict[str, tuple[str | None, str | None]], now: datetime
+        self, validators: dict[str, dict[str, tuple[str | None, str | None]]], now: datetime
     ) -> None:
-        """Store the validators of list pages that a complete crawl processed."""
+        """Store the validators of the list pages a complete crawl processed, {source: {url:
+        (ETag, Last-Modified)}}, in one transaction.
+
+        The rows already stored are read with one query per `_SAVE_CHUNK` URLs: a look-up per
+        URL cost the end of a 636-list-page crawl 0.3 s, on its way out.
+        """
+        wanted = {
+            url: (source_id, pair)
+            for source_id, pages in validators.items()
+            for url, pair in pages.items()
+        }
+        if not wanted:
+            return
+        urls = list(wanted)
         with self.sessions.begin() as session:
-            for url, (etag, last_modified) in validators.items():
-                row = session.get(HttpValidator, url)
+            stored: dict[str, HttpValidator] = {}
+            for start in range(0, len(urls), _SAVE_CHUNK):
+                chunk = urls[start : start + _SAVE_CHUNK]
+                stored.update(
+                    (row.url, row)
+                    for row in session.scalars(
+                        select(HttpValidator).where(HttpValidator.url.in_(chunk))
+                    )
+                )
+            for url, (source_id, (etag, last_modified)) in wanted.items():
+                row = stored.get(url)
                 if row is None:
-                    row = HttpValidator(url=url, source_id=source_id, updated_at=now)
-                    session.add(row)
-                row.etag, row.last_modified, row.updated_at = etag, last_modified, now
+                    session.add(
+                        HttpValidator(
+                            url=url,
+                            source_id=source_id,
+                            etag=etag,
+                            last_modified=last_modified,
+                            updated_at=now,
+                        )
+                    )
+                else:
+                    row.etag, row.last_modified, row.updated_at = etag, last_modified, now
         if self._validators is not None:
-            self._validators.update(validators)
+            self._validators.update((url, pair) for url, (_source, pair) in wanted.items())
 
 
 def title_changed(list_title: str, stored_title: str) -> bool:

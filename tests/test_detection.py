@@ -160,3 +160,58 @@ def test_a_crawl_reads_once_whether_the_database_held_any_article(tmp_path: Path
     later = CrawlMemory(sessions)
     assert not later.empty()
     assert later.known([canonical_url(post)]) == {canonical_url(post): "開平舉辦生物醫藥對接會"}
+
+
+def test_list_validators_of_several_sources_are_saved_in_a_few_statements(
+    database_url: str,
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import event, select
+
+    from crawler.memory import CrawlMemory
+    from crawler.models import HttpValidator, Source
+
+    sessions = with_source(database_url)
+    with sessions.begin() as session:
+        session.add(
+            Source(
+                id="sznews",
+                name="深圳新闻",
+                base_url="http://www.sznews.com",
+                created_at=datetime.now(UTC),
+                consecutive_failures=0,
+            )
+        )
+    earlier = datetime(2026, 1, 1, tzinfo=UTC)
+    kaiping = {f"http://www.kaiping.gov.cn/list_{n}.html": (f'"k{n}"', None) for n in range(700)}
+    sznews = {f"http://www.sznews.com/news/{n}.htm": (None, f"day {n}") for n in range(600)}
+    memory = CrawlMemory(sessions)
+    memory.save_validators({"kaiping": dict(list(kaiping.items())[:300])}, earlier)
+    # A later crawl: new ETags for pages saved before, and pages never saved.
+    kaiping = {url: (f'"{etag.strip(chr(34))}-2"', None) for url, (etag, _) in kaiping.items()}
+    statements: list[str] = []
+    engine = sessions.kw["bind"]
+
+    def count(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    now = earlier + timedelta(days=1)
+    try:
+        memory.save_validators({"kaiping": kaiping, "sznews": sznews}, now)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    # 1,300 pages: three look-ups of 500 URLs at most, then the writes (one statement per
+    # batch of rows, not one per page).
+    assert sum(s.lstrip().upper().startswith("SELECT") for s in statements) == 3
+    assert len(statements) < 20
+    later = CrawlMemory(sessions)
+    for url, pair in {**kaiping, **sznews}.items():
+        assert later.validators(url) == pair
+    with sessions() as session:
+        by_url = {row.url: row for row in session.scalars(select(HttpValidator))}
+    assert len(by_url) == 1300
+    assert {row.source_id for url, row in by_url.items() if url in sznews} == {"sznews"}
+    assert {row.updated_at for row in by_url.values()} == {now}
+    assert memory.validators("http://www.kaiping.gov.cn/list_5.html") == ('"k5-2"', None)

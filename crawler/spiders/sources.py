@@ -365,10 +365,12 @@ class SourcesSpider(scrapy.Spider):
         if self.memory is None or reason != "finished":
             return
         stats = self.crawler.stats
-        now = datetime.now(UTC)
-        for source_id, validators in self.list_validators.items():
-            if not stats.get_value(f"source/{source_id}/article_errors"):
-                self.memory.save_validators(source_id, validators, now)
+        complete = {
+            source_id: validators
+            for source_id, validators in self.list_validators.items()
+            if not stats.get_value(f"source/{source_id}/article_errors")
+        }
+        self.memory.save_validators(complete, datetime.now(UTC))
 
     def _article_failed(self, source_id: str, url: str, reason: str) -> None:
         """Record an article page that was fetched but could not be read."""
