@@ -20,8 +20,33 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+
+class _SqliteDateTime(sqlite.DATETIME):
+    """SQLite's DATETIME, writing its text with `datetime.isoformat` (the same text).
+
+    SQLAlchemy's own writer fills a %-format from a dict of seven fields: 4 microseconds a
+    value, six values an article, a quarter of a second of the crawl's thread over the
+    10,000-post benchmark. The first 26 characters of `isoformat(" ", "microseconds")` are the
+    very same text (YYYY-MM-DD HH:MM:SS.ffffff, zero-padded, without the zone that
+    SQLAlchemy's writer leaves out too), so stored values compare as before.
+    """
+
+    def bind_processor(self, dialect: Dialect) -> Any:
+        """Return the writer of datetime values (others go to SQLAlchemy's writer)."""
+        fallback = super().bind_processor(dialect)
+        datetime_type = datetime
+
+        def process(value: Any) -> Any:
+            if type(value) is datetime_type:  # its zone (UTCDateTime's UTC) is not written
+                return value.isoformat(" ", "microseconds")[:26]
+            return fallback(value) if fallback is not None else value
+
+        return process
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -29,6 +54,12 @@ class UTCDateTime(TypeDecorator[datetime]):
 
     impl = DateTime(timezone=True)
     cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        """Return the column type of `dialect`; on SQLite, one with a faster writer."""
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(_SqliteDateTime())
+        return super().load_dialect_impl(dialect)
 
     def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is None:

@@ -75,3 +75,63 @@ def test_pinyin_annotation_only_change_is_not_a_new_version(sqlite_url: str) -> 
     assert result.outcome == "unchanged"
     with sessions() as session:
         assert session.scalars(select(ArticleVersion)).one().baseline is True
+
+
+def test_sqlite_timestamps_are_written_as_sqlalchemy_writes_them(sqlite_url: str) -> None:
+    """The faster SQLite writer of UTCDateTime stores the text SQLAlchemy's own would."""
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.dialects import sqlite
+
+    from crawler.models import UTCDateTime
+
+    dialect = sqlite.dialect()
+    ours = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+    reference = sqlite.DATETIME().bind_processor(dialect)
+    cst = timezone(timedelta(hours=8))
+    moments = [
+        datetime(2026, 11, 22, 4, 0, tzinfo=UTC),
+        datetime(2026, 11, 22, 12, 0, 0, 7, tzinfo=cst),
+        datetime(999, 1, 2, 3, 4, 5, 600_000, tzinfo=UTC),
+        datetime(2024, 2, 29, 23, 59, 59, 999_999, tzinfo=cst),
+    ]
+    for moment in moments:
+        utc = moment.astimezone(UTC)
+        assert ours is not None and reference is not None
+        assert ours(utc) == reference(utc), moment
+    # Through a real table: stored as before, read back equal and aware, compared in SQL.
+    sessions = with_source(sqlite_url)
+    with sessions.begin() as session:
+        for number, moment in enumerate(moments[:2] + moments[3:]):
+            session.add(
+                Article(
+                    source_id="kaiping",
+                    canonical_url=f"www.kaiping.gov.cn/{number}",
+                    url=f"http://www.kaiping.gov.cn/{number}",
+                    title="标题",
+                    content_hash="0" * 64,
+                    first_seen_at=moment,
+                    last_seen_at=moment,
+                    checks=0,
+                )
+            )
+    engine = create_engine(sqlite_url)
+    with engine.connect() as connection:
+        raw = connection.execute(text("select first_seen_at from articles order by id")).all()
+    engine.dispose()
+    assert [row[0] for row in raw] == [
+        "2026-11-22 04:00:00.000000",
+        "2026-11-22 04:00:00.000007",
+        "2024-02-29 15:59:59.999999",
+    ]
+    with sessions() as session:
+        read = session.scalars(select(Article.first_seen_at).order_by(Article.id)).all()
+        assert read == [moments[0], moments[1], moments[3]]
+        assert all(value.tzinfo is not None for value in read)
+        later = session.scalars(
+            select(Article.canonical_url)
+            .where(Article.first_seen_at > moments[0])
+            .order_by(Article.id)
+        ).all()
+        assert later == ["www.kaiping.gov.cn/1"]  # seven microseconds later
