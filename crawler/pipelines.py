@@ -155,9 +155,11 @@ class StorePipeline:
                     self._store_failed(item, exc)
                 else:
                     counted += one  # only once its transaction has committed
-        for source_id, outcome in counted:
-            self.outcomes[(source_id, outcome)] += 1
-            self.crawler.stats.inc_value(f"source/{source_id}/{outcome}")
+        # One stats call per source and outcome, not per item (Scrapy's collector costs 5
+        # microseconds a call).
+        for (source_id, outcome), number in Counter(counted).items():
+            self.outcomes[(source_id, outcome)] += number
+            self.crawler.stats.inc_value(f"source/{source_id}/{outcome}", number)
 
     def _write(
         self, session: Session, batch: list[ArticleItem | WithdrawnItem]
