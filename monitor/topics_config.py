@@ -147,6 +147,9 @@ def _terms_as_mapping(value: Any) -> Any:
     return value
 
 
+_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _read_yaml(path: Path) -> tuple[dict[str, Any], yaml.Node | None]:
     """Return the parsed mapping of a YAML file and its node tree (for line numbers)."""
     try:
@@ -154,8 +157,10 @@ def _read_yaml(path: Path) -> tuple[dict[str, Any], yaml.Node | None]:
     except (OSError, UnicodeDecodeError) as exc:
         raise TopicsFileError(f"{path}: cannot read topics file: {exc}") from None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        # libyaml's parser when PyYAML has it: the same nodes, marks and errors, a tenth of
+        # the time (the built-in topics file took 70 ms before each cycle's crawl could start).
+        node = yaml.compose(text, Loader=_LOADER)
+        data = yaml.load(text, Loader=_LOADER)  # a safe loader: plain values only
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
