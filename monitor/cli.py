@@ -113,13 +113,12 @@ def run_once(args: argparse.Namespace, settings: AppSettings, runtime: Runtime) 
     migrated; the daemon's own modules (classification, delivery) load while the child loads
     Scrapy, on the other core, instead of before it.
     """
-    from crawler.db import session_factory
     from crawler.migrate import upgrade
     from monitor.crawl import CrawlRunner
 
     upgrade(settings.database_url)
     source_ids = sorted(runtime.seeds)
-    runner = CrawlRunner(settings, session_factory(settings.database_url))
+    runner = CrawlRunner(settings)
     runner.start(source_ids)
     try:
         daemon = build_daemon(settings, runtime, args.every, runner)

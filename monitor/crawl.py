@@ -14,12 +14,12 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-
-from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
+from typing import TYPE_CHECKING
 
 from crawler.config import PROJECT_ROOT, AppSettings
-from crawler.models import CrawlRun
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
 
 logger = logging.getLogger(__name__)
 
@@ -63,14 +63,27 @@ def crawl_command(source_ids: list[str], settings: AppSettings, log_file: Path) 
 class CrawlRunner:
     """Start crawls, enforce their time limit, and report per-source outcomes."""
 
-    def __init__(self, settings: AppSettings, sessions: sessionmaker[Session]) -> None:
+    def __init__(
+        self, settings: AppSettings, sessions: sessionmaker[Session] | None = None
+    ) -> None:
         self.settings = settings
-        self.sessions = sessions
+        # None: made from the settings' database URL when the first crawl ends (`monitor run
+        # --once` starts its child before importing SQLAlchemy).
+        self._sessions = sessions
         self.current: subprocess.Popen[bytes] | None = None
         self.stopping = False
         self._source_ids: list[str] = []
         self._started = datetime.now(UTC)
         self._deadline = 0.0
+
+    @property
+    def sessions(self) -> sessionmaker[Session]:
+        """Return the session factory of the database the crawls write into."""
+        if self._sessions is None:
+            from crawler.db import session_factory
+
+            self._sessions = session_factory(self.settings.database_url)
+        return self._sessions
 
     def run(self, source_ids: list[str]) -> list[SourceOutcome]:
         """Crawl `source_ids` in one child process and return each source's outcome."""
@@ -162,6 +175,10 @@ class CrawlRunner:
         self, source_ids: list[str], started: datetime, timed_out: bool, code: int | None
     ) -> list[SourceOutcome]:
         """Return each source's latest run since `started`, closing runs the child left open."""
+        from sqlalchemy import select  # the models load while the child runs, not before it
+
+        from crawler.models import CrawlRun
+
         outcomes = []
         with self.sessions.begin() as session:
             # One query for the whole batch: the latest run of each source since `started`.

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
 from crawler.db import make_engine
-from crawler.migrate import alembic_config, upgrade
+from crawler.migrate import HEAD, alembic_config, upgrade
 from crawler.models import Base
 
 TABLES = {"sources", "articles", "article_versions", "crawl_runs", "alerts", "deliveries"}
@@ -70,3 +72,40 @@ def test_head_constant_is_alembic_head_and_a_current_database_skips_alembic(
         assert "stories" in set(inspect(engine).get_table_names())
     finally:
         engine.dispose()
+
+
+def test_a_sqlite_file_is_checked_without_importing_sqlalchemy(tmp_path: Path) -> None:
+    """`monitor run --once` starts its crawl child right after this check: no SQLAlchemy yet."""
+    import subprocess
+    import sys
+
+    from crawler.migrate import _sqlite_file
+
+    database = tmp_path / "sub dir" / "monitor.db"
+    url = f"sqlite:///{database}"
+    assert _sqlite_file(url) == database
+    assert _sqlite_file("sqlite:///relative.db") == Path("relative.db")
+    for other in ("sqlite://", "sqlite:///:memory:", "sqlite:///a.db?mode=ro", "sqlite:///%41.db"):
+        assert _sqlite_file(other) is None, other  # SQLAlchemy reads these
+    assert _sqlite_file("postgresql://postgres@127.0.0.1/x") is None
+    script = (
+        "import sys; from crawler.migrate import current_revision; "
+        "print(current_revision(sys.argv[1])); print('sqlalchemy' in sys.modules)"
+    )
+
+    def check() -> list[str]:
+        done = subprocess.run(
+            [sys.executable, "-c", script, url], capture_output=True, text=True, check=True
+        )
+        return done.stdout.split()
+
+    assert check() == ["None", "False"]  # no file yet
+    upgrade(url)
+    engine = make_engine(url)
+    try:
+        with engine.connect() as writer:  # another process holds the file open in WAL mode
+            writer.execute(text("select 1"))
+            assert check() == [HEAD, "False"]
+    finally:
+        engine.dispose()
+    assert check() == [HEAD, "False"]
