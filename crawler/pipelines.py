@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +21,11 @@ from crawler.models import CrawlRun, Source
 from crawler.store import mark_withdrawn, store_batch
 
 logger = logging.getLogger(__name__)
+# Batches handed to the writer thread and not yet written, before the crawl waits for one.
+MAX_BATCHES_WRITING = 4
+# What writing one batch did: (source id, outcome) of each stored item, and each item that
+# could not be stored with its error.
+_Written = tuple[list[tuple[str, str]], list[tuple["ArticleItem | WithdrawnItem", Exception]]]
 
 
 def run_verdict(stat: Callable[[str], Any], list_url: str) -> tuple[bool, str | None]:
@@ -55,6 +61,15 @@ class StorePipeline:
     killed with items pending: an article that was never stored is not known, so the next
     cycle fetches it again, and list validators are only saved after a complete crawl.
     A batch that fails is written again item by item, so one bad item costs only itself.
+
+    Batches are written by a thread of their own, one after another in the order they were
+    made, so that the crawl's event loop goes on downloading while SQLite works or waits:
+    for the monitor's write lock (a 10,000-post benchmark crawl spent 0.3 s of its 0.6 s in
+    database calls waiting, most in SQLite's busy handler, which sleeps in steps of up to
+    25 ms) or for the disk. What a batch did (outcome counts, failed items) is taken back on
+    the event loop's thread, where the crawl's stats live, as batches finish; at most
+    `MAX_BATCHES_WRITING` wait for the writer before a new one waits for the oldest, which
+    bounds the items held in memory. Closing the spider waits for every batch.
     """
 
     def __init__(
@@ -77,6 +92,8 @@ class StorePipeline:
         self.pending: list[ArticleItem | WithdrawnItem] = []
         self.pending_since = 0.0
         self.timer: LoopingCall | None = None
+        self.writer: ThreadPoolExecutor | None = None
+        self.writing: deque[Future[_Written]] = deque()
 
     @classmethod
     def from_crawler(cls, crawler: Any) -> StorePipeline:
@@ -117,6 +134,7 @@ class StorePipeline:
             session.add_all(runs.values())
             session.flush()
             self.run_ids = {sid: run.id for sid, run in runs.items()}
+        self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         self.timer = LoopingCall(self._flush_stale)
         self.timer.start(self.batch_seconds, now=False)
 
@@ -132,34 +150,64 @@ class StorePipeline:
         return item
 
     def _flush_stale(self) -> None:
-        """Write the pending items once the oldest has waited `batch_seconds`."""
+        """Write the pending items once the oldest has waited `batch_seconds`; take back
+        what the batches written since did."""
         if self.pending and time.monotonic() - self.pending_since >= self.batch_seconds:
             self.flush()
+        else:
+            self._collect()
 
     def flush(self) -> None:
-        """Write every pending item: one transaction, or item by item if that fails."""
+        """Hand every pending item to the writer thread as one batch (see the class)."""
         batch, self.pending = self.pending, []
-        if not batch or self.sessions is None:
-            return
-        try:
-            with self.sessions.begin() as session:
-                counted = self._write(session, batch)
-        except Exception:  # noqa: BLE001 - retried item by item below, each error named
-            logger.warning("a batch of %d items failed; storing them one by one", len(batch))
-            counted = []
-            for item in batch:
-                try:
-                    with self.sessions.begin() as session:
-                        one = self._write(session, [item])
-                except Exception as exc:  # noqa: BLE001 - one bad item must not stop the crawl
-                    self._store_failed(item, exc)
-                else:
-                    counted += one  # only once its transaction has committed
+        if batch and self.sessions is not None:
+            if self.writer is None:
+                self._taken(self._write_batch(batch))
+            else:
+                self.writing.append(self.writer.submit(self._write_batch, batch))
+        self._collect(keep=MAX_BATCHES_WRITING)
+
+    def drain(self) -> None:
+        """Wait until every batch handed to the writer is written; take back what they did."""
+        self._collect(keep=0)
+
+    def _collect(self, keep: int | None = None) -> None:
+        """Take back what the finished batches did, oldest first; then, if more than `keep`
+        are still being written, wait for the oldest ones."""
+        writing = self.writing
+        while writing and (writing[0].done() or (keep is not None and len(writing) > keep)):
+            self._taken(writing.popleft().result())
+
+    def _taken(self, written: _Written) -> None:
+        """Count a written batch's outcomes and failures (on the event loop's thread)."""
+        counted, failed = written
+        for item, exc in failed:
+            self._store_failed(item, exc)
         # One stats call per source and outcome, not per item (Scrapy's collector costs 5
         # microseconds a call).
         for (source_id, outcome), number in Counter(counted).items():
             self.outcomes[(source_id, outcome)] += number
             self.crawler.stats.inc_value(f"source/{source_id}/{outcome}", number)
+
+    def _write_batch(self, batch: list[ArticleItem | WithdrawnItem]) -> _Written:
+        """Write `batch` in one transaction, or item by item if that fails (writer thread)."""
+        assert self.sessions is not None
+        try:
+            with self.sessions.begin() as session:
+                return self._write(session, batch), []
+        except Exception:  # noqa: BLE001 - retried item by item below, each error named
+            logger.warning("a batch of %d items failed; storing them one by one", len(batch))
+        counted: list[tuple[str, str]] = []
+        failed: list[tuple[ArticleItem | WithdrawnItem, Exception]] = []
+        for item in batch:
+            try:
+                with self.sessions.begin() as session:
+                    one = self._write(session, [item])
+            except Exception as exc:  # noqa: BLE001 - one bad item must not stop the crawl
+                failed.append((item, exc))
+            else:
+                counted += one  # only once its transaction has committed
+        return counted, failed
 
     def _write(
         self, session: Session, batch: list[ArticleItem | WithdrawnItem]
@@ -204,7 +252,13 @@ class StorePipeline:
             return
         if self.timer is not None and self.timer.running:
             self.timer.stop()
-        self.flush()
+        try:
+            self.flush()
+            self.drain()
+        finally:
+            if self.writer is not None:
+                self.writer.shutdown(wait=True)
+                self.writer = None
         stats = self.crawler.stats
         now = datetime.now(UTC)
         per_source = stats_by_source(stats.get_stats())

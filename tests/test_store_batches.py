@@ -205,6 +205,7 @@ def test_a_failing_batch_is_stored_item_by_item_and_only_the_bad_item_is_lost(
         assert _stored_urls(database_url) == []  # still pending
         pipeline.process_item(other)  # the third item makes the batch due
         assert pipeline.pending == []
+        pipeline.drain()  # the writer thread has written it
 
         assert _stored_urls(database_url) == sorted([good.url, other.url])
         assert _rows(database_url, "select count(*) from article_versions") == [(2,)]
@@ -263,6 +264,7 @@ def test_timer_writes_pending_items_once_the_oldest_has_waited(
         now[0] += 1
         pipeline._flush_stale()  # 5 s: both go, the younger one with the oldest
         assert pipeline.pending == []
+        pipeline.drain()
         assert _stored_urls(sqlite_url) == sorted([_post(1).url, _post(2).url])
         assert stats.get_value(f"source/{SOURCE}/new") == 2
 
@@ -272,10 +274,48 @@ def test_timer_writes_pending_items_once_the_oldest_has_waited(
         assert len(pipeline.pending) == 1
         now[0] += 5
         pipeline._flush_stale()
+        pipeline.drain()
         assert len(_stored_urls(sqlite_url)) == 3
     finally:
         pipeline.close_spider()
     assert not pipeline.timer.running
+
+
+def test_batches_are_written_beside_the_crawl_in_order_and_all_before_the_runs_close(
+    sqlite_url: str,
+) -> None:
+    """A batch waiting for SQLite's write lock does not hold up the crawl's thread."""
+    import sqlite3
+
+    pipeline, stats = _pipeline(sqlite_url, STORE_BATCH_SIZE=2, STORE_BATCH_SECONDS=3600)
+    # Another writer (the monitor classifying, say) holds the database's write lock.
+    path = sqlite_url.removeprefix("sqlite:///")
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        for number in range(1, 7):  # three batches, handed over as they fill
+            pipeline.process_item(_post(number))
+        assert pipeline.pending == []
+        assert len(pipeline.writing) == 3  # waiting for the lock, not written
+        assert _stored_urls(sqlite_url) == []
+        assert stats.get_value(f"source/{SOURCE}/new") is None  # counted once written
+        # The same post again, changed, in a later batch: it must see the first one stored.
+        pipeline.process_item(replace(_post(1), body=_post(1).body + "\n" + ADDED_LINE))
+        pipeline.process_item(_post(7))
+        assert len(pipeline.writing) == 4
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    pipeline.drain()
+    assert not pipeline.writing
+    assert len(_stored_urls(sqlite_url)) == 7
+    assert stats.get_value(f"source/{SOURCE}/new") == 7
+    assert stats.get_value(f"source/{SOURCE}/changed") == 1
+    pipeline.process_item(_post(8))  # pending at the end: closing writes it
+    pipeline.close_spider()
+    assert pipeline.writer is None
+    assert len(_stored_urls(sqlite_url)) == 8
+    assert _rows(sqlite_url, "select new_articles, changed_articles from crawl_runs") == [(8, 1)]
 
 
 # ----- real crawls of the kaiping replay ---------------------------------------------------------
