@@ -37,6 +37,10 @@ from crawler.seeds import Seed
 logger = logging.getLogger(__name__)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+# The request meta key holding the URL that `allowed_links` allowed on its list page:
+# LinkPolicyMiddleware does not check that very URL again (10,000 checks of a 10,000-post
+# crawl), and checks any other, a redirect's target or a URL Scrapy rewrote included.
+CHECKED_KEY = "link_policy_checked"
 _NUMERIC_HOST = re.compile(r"^[0-9a-fx.]+$", re.IGNORECASE)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _POLICIES: weakref.WeakKeyDictionary[Any, LinkPolicy] = weakref.WeakKeyDictionary()

@@ -47,7 +47,7 @@ from twisted.internet.error import ConnectionLost
 from twisted.internet.error import TimeoutError as TxTimeoutError
 from twisted.python.failure import Failure
 
-from crawler.linkpolicy import LinkPolicy, host_address, policy_for
+from crawler.linkpolicy import CHECKED_KEY, LinkPolicy, host_address, policy_for
 
 logger = logging.getLogger(__name__)
 
@@ -122,10 +122,15 @@ class LinkPolicyMiddleware:
         return cls(crawler, policy_for(crawler))
 
     async def process_request(self, request: Request) -> None:
-        """Return None for an allowed request; raise LinkRefused otherwise."""
+        """Return None for an allowed request; raise LinkRefused otherwise.
+
+        A URL its list page's `allowed_links` allowed (`CHECKED_KEY`) is not checked again;
+        what its host name resolves to still is.
+        """
         seed = _source_of(self.crawler, request)
-        domains = seed.domains() if seed is not None else None
-        reason = self.policy.refusal(request.url, domains)
+        reason = None
+        if request.meta.get(CHECKED_KEY) != request.url:
+            reason = self.policy.refusal(request.url, seed.domains() if seed is not None else None)
         if reason is None:
             reason = await self._resolved_refusal(request.url)
         if reason is not None:

@@ -187,3 +187,51 @@ def test_a_crawl_reaches_a_loopback_host_only_when_a_setting_allows_it(tmp_path:
     if hostname is not None:
         assert f"host {hostname} resolves to loopback address 127.0.0.1" in runs["named"]
     assert trap.connections == []
+
+
+def test_the_middleware_checks_every_url_but_the_one_its_list_page_allowed(
+    tmp_path: Path,
+) -> None:
+    import asyncio
+    from types import SimpleNamespace
+
+    from scrapy import Request
+
+    from crawler.linkpolicy import CHECKED_KEY
+    from crawler.middlewares import LinkPolicyMiddleware, LinkRefused
+
+    seed = parse_seed_text(
+        "id: local\nname: x\nbase_url: http://127.0.0.1:8800\n"
+        "list_urls: [http://127.0.0.1:8800/list.html]\narticle_pattern: post_\n",
+        tmp_path / "local.yaml",
+    )
+    checked: list[str] = []
+
+    class Counting(LinkPolicy):
+        def refusal(self, url: str, domains: object) -> str | None:
+            checked.append(url)
+            return super().refusal(url, domains)  # type: ignore[arg-type]
+
+    crawler = _Crawler()
+    crawler.spider = SimpleNamespace(seeds={"local": seed})  # type: ignore[attr-defined]
+    middleware = LinkPolicyMiddleware(
+        crawler,  # type: ignore[arg-type]
+        Counting(frozenset({"127.0.0.1:8800"})),
+    )
+    post = "http://127.0.0.1:8800/post_1.html"
+
+    def through(request: Request) -> None:
+        asyncio.run(middleware.process_request(request))
+
+    through(Request(post, meta={"source_id": "local", CHECKED_KEY: post}))
+    assert checked == []  # allowed on its list page: not checked again
+    through(Request(post, meta={"source_id": "local"}))
+    assert checked == [post]  # a request from anywhere else is
+    # A request that no longer has the URL its list allowed (a redirect copies the meta).
+    moved = Request(post, meta={"source_id": "local", CHECKED_KEY: post}).replace(
+        url="http://10.0.0.1/post_1.html"
+    )
+    with pytest.raises(LinkRefused, match="10.0.0.1"):
+        through(moved)
+    assert checked == [post, "http://10.0.0.1/post_1.html"]
+    assert crawler.stats.get_value("source/local/requests_refused") == 1

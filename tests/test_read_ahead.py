@@ -24,6 +24,7 @@ from scrapy.utils.test import get_crawler
 
 from crawler.extract_pool import ExtractionPool
 from crawler.items import ArticleItem
+from crawler.linkpolicy import CHECKED_KEY
 from crawler.middlewares import ReadAheadMiddleware
 from crawler.migrate import upgrade
 from crawler.pages.dates import CST
@@ -117,6 +118,8 @@ def test_a_list_read_ahead_gives_the_requests_its_callback_would_make() -> None:
 
     assert len(ahead) > 3 and ahead[-1].url.endswith("index_2.html")  # posts, then page 2
     assert [(r.url, r.cb_kwargs) for r in ahead] == [(r.url, r.cb_kwargs) for r in here]
+    # The link policy allowed each of them on the list: its middleware need not check again.
+    assert all(r.meta[CHECKED_KEY] == r.url for r in ahead)
 
 
 def test_without_a_worker_nothing_is_read_ahead_and_the_callback_reads_the_page() -> None:

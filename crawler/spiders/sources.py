@@ -30,7 +30,7 @@ from crawler.extract_pool import (
     list_job,
 )
 from crawler.items import ArticleItem, WithdrawnItem
-from crawler.linkpolicy import allowed_links
+from crawler.linkpolicy import CHECKED_KEY, allowed_links
 from crawler.memory import CrawlMemory, title_changed
 from crawler.middlewares import describe_failure
 from crawler.seeds import Seed, effective_seed, load_seeds
@@ -142,8 +142,9 @@ class SourcesSpider(scrapy.Spider):
                 yield self._article_request(seed, url, list_url, None, revisit=True)
 
     def _list_request(
-        self, seed: Seed, url: str, depth: int, conditional: bool = True
+        self, seed: Seed, url: str, depth: int, conditional: bool = True, checked: bool = False
     ) -> scrapy.Request:
+        """Return the request of a list page (`checked`: its URL passed `allowed_links`)."""
         headers = {}
         if self.memory is not None and conditional:
             etag, last_modified = self.memory.validators(url)
@@ -154,6 +155,15 @@ class SourcesSpider(scrapy.Spider):
         browser = seed.needs_browser("list")
         # A browser sends no validators: ask plainly first, open the browser only on a change.
         probe = browser and bool(headers)
+        meta: dict[str, Any] = {
+            "source_id": seed.id,
+            "page_kind": "list",
+            "browser": browser and not probe,
+            "browser_if_changed": probe,
+            "handle_httpstatus_list": [304],
+        }
+        if checked:
+            meta[CHECKED_KEY] = url
         return scrapy.Request(
             url,
             headers=headers,
@@ -161,13 +171,7 @@ class SourcesSpider(scrapy.Spider):
             errback=self.on_error,
             cb_kwargs={"source_id": seed.id, "depth": depth},
             dont_filter=not conditional,
-            meta={
-                "source_id": seed.id,
-                "page_kind": "list",
-                "browser": browser and not probe,
-                "browser_if_changed": probe,
-                "handle_httpstatus_list": [304],
-            },
+            meta=meta,
         )
 
     def _article_request(
@@ -177,12 +181,16 @@ class SourcesSpider(scrapy.Spider):
         list_url: str | None,
         list_date: datetime | None,
         revisit: bool = False,
+        checked: bool = False,
     ) -> scrapy.Request:
+        """Return the request of an article page (`checked`: its URL passed `allowed_links`)."""
         meta: dict[str, Any] = {
             "source_id": seed.id,
             "page_kind": "article",
             "browser": seed.needs_browser("article"),
         }
+        if checked:
+            meta[CHECKED_KEY] = url
         if revisit:
             meta["handle_httpstatus_list"] = [404, 410]
         return scrapy.Request(
@@ -292,7 +300,9 @@ class SourcesSpider(scrapy.Spider):
         for canonical, entry in shown.items():
             if canonical not in known or title_changed(entry.title, known[canonical]):
                 output.append(
-                    self._article_request(seed, entry.url, response.url, entry.published_at)
+                    self._article_request(
+                        seed, entry.url, response.url, entry.published_at, checked=True
+                    )
                 )
         output += self._withdrawn_from_list(source_id, response.url, page.entries, set(shown))
         # Walk the column one page at a time, so that the walk can stop at the first page
@@ -303,7 +313,7 @@ class SourcesSpider(scrapy.Spider):
             following = next((u for u in page.next_pages if u not in visited), None)
             if following is not None:
                 visited.add(following)
-                output.append(self._list_request(seed, following, depth + 1))
+                output.append(self._list_request(seed, following, depth + 1, checked=True))
         return output
 
     def _withdrawn_from_list(
