@@ -65,8 +65,8 @@ class StorePipeline:
     Batches are written by a thread of their own, one after another in the order they were
     made, so that the crawl's event loop goes on downloading while SQLite works or waits:
     for the monitor's write lock (a 10,000-post benchmark crawl spent 0.3 s of its 0.6 s in
-    database calls waiting, most in SQLite's busy handler, which sleeps in steps of up to
-    25 ms) or for the disk. What a batch did (outcome counts, failed items) is taken back on
+    database calls waiting, most in SQLite's busy handler, whose sleeps grow from 1 ms to
+    100 ms) or for the disk. What a batch did (outcome counts, failed items) is taken back on
     the event loop's thread, where the crawl's stats live, as batches finish; at most
     `MAX_BATCHES_WRITING` wait for the writer before a new one waits for the oldest, which
     bounds the items held in memory. Closing the spider waits for every batch.
