@@ -237,9 +237,15 @@ class ExtractionPool:
         """Start the worker processes now, from the running event loop, rather than on the
         first page: a worker takes about a third of a second to start (Python, lxml, OpenCC,
         a warm-up page), which would otherwise stall the first list page of every crawl while
-        the crawl had nothing else to do."""
-        if self.workers and not self._closed:
-            self._worker(asyncio.get_running_loop())
+        the crawl had nothing else to do. Before the event loop runs this does nothing: the
+        workers start on a later call, or with the first page."""
+        if not self.workers or self._closed:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._worker(loop)
 
     def pids(self) -> set[int]:
         """Return the process ids of the running workers (none before the first page)."""

@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 MAX_BATCHES_WRITING = 4
 # What writing one batch did: (source id, outcome) of each stored item, and each item that
 # could not be stored with its error.
-_Written = tuple[list[tuple[str, str]], list[tuple["ArticleItem | WithdrawnItem", Exception]]]
+_Written = tuple[list[tuple[str, str]], list[tuple[ArticleItem | WithdrawnItem, Exception]]]
 
 
 def run_verdict(stat: Callable[[str], Any], list_url: str) -> tuple[bool, str | None]:

@@ -170,19 +170,10 @@ def test_list_validators_of_several_sources_are_saved_in_a_few_statements(
     from sqlalchemy import event, select
 
     from crawler.memory import CrawlMemory
-    from crawler.models import HttpValidator, Source
+    from crawler.models import HttpValidator
 
-    sessions = with_source(database_url)
-    with sessions.begin() as session:
-        session.add(
-            Source(
-                id="sznews",
-                name="深圳新闻",
-                base_url="http://www.sznews.com",
-                created_at=datetime.now(UTC),
-                consecutive_failures=0,
-            )
-        )
+    with_source(database_url)
+    sessions = with_source(database_url, "sznews", "深圳新闻", "http://www.sznews.com")
     earlier = datetime(2026, 1, 1, tzinfo=UTC)
     kaiping = {f"http://www.kaiping.gov.cn/list_{n}.html": (f'"k{n}"', None) for n in range(700)}
     sznews = {f"http://www.sznews.com/news/{n}.htm": (None, f"day {n}") for n in range(600)}

@@ -6,7 +6,6 @@ daemon does this for sources that fall due together); `scrapy crawl kaiping` cra
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -129,18 +128,13 @@ class SourcesSpider(scrapy.Spider):
         # crawl`), so that its start-up (Python, lxml, OpenCC, a warm-up page: a third of a
         # second on its own core) overlaps Scrapy's building of its engine and the store's
         # opening instead of holding up the first list page; else as the crawl starts.
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            pass
-        else:
-            spider.extraction.start()
+        spider.extraction.start()
         spider.allowed_domains = sorted({d for seed in chosen for d in seed.domains()})
         return spider
 
     async def start(self) -> AsyncIterator[Any]:
         """Yield the first list page of every source, then the revisits that are due."""
-        self.extraction.start()  # already started by from_crawler; a no-op then
+        self.extraction.start()  # a no-op when from_crawler started it
         for seed in self.seeds.values():
             self.lists_requested[seed.id] = set(seed.list_urls)
             for list_url in seed.list_urls:
