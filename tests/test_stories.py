@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from sqlalchemy import create_engine, text
 
 from crawler.db import session_factory
@@ -183,6 +184,38 @@ def test_signatures_are_the_values_datasketch_gives_for_the_same_shingles() -> N
         want.update_batch([s.encode("utf-8") for s in shingles])
         assert np.array_equal(np.asarray(got.hashvalues), np.asarray(want.hashvalues)), title
         assert from_bytes(to_bytes(got)).jaccard(want) == 1.0
+
+
+def test_cached_shingle_hashes_are_the_hashes_and_the_cache_stays_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A signature made from cached shingle hashes equals one hashed afresh; a full cache is
+    emptied before it grows past HASH_CACHE_SIZE."""
+    import numpy as np
+
+    from monitor import stories
+
+    monkeypatch.setattr(stories, "_hash_cache", {})
+    monkeypatch.setattr(stories, "HASH_CACHE_SIZE", 64)
+    shingles = [f"{chr(0x4E00 + n)}市政府" for n in range(50)]
+    direct = stories._fmix32(stories._sha1_hash32(shingles))
+    assert np.array_equal(stories._shingle_hashes(shingles), direct)  # all computed
+    assert len(stories._hash_cache) == 50
+    # Half cached, half new: 75 would pass the bound, so the cache starts again from the new.
+    mixed = shingles[25:] + [f"{chr(0x4E00 + n)}区政府" for n in range(25)]
+    got = stories._shingle_hashes(mixed)
+    assert np.array_equal(got, stories._fmix32(stories._sha1_hash32(mixed)))
+    assert len(stories._hash_cache) == 25
+    assert np.array_equal(stories._shingle_hashes(mixed), got)  # partly cached again
+
+    title, body = "香港大學與深圳市共建生物醫藥研究院", "雙方將在南山區共建聯合實驗室。" * 4
+    monkeypatch.setattr(stories, "HASH_CACHE_SIZE", 1 << 16)
+    monkeypatch.setattr(stories, "_hash_cache", {})
+    cold = signature(title, body)
+    assert stories._hash_cache  # filled by the first signature
+    warm = signature(title, body)
+    assert cold is not None and warm is not None
+    assert np.array_equal(cold.hashvalues, warm.hashvalues)
 
 
 def test_bands_permutations_and_band_keys_are_datasketchs() -> None:
