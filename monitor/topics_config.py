@@ -159,6 +159,8 @@ def _read_yaml(path: Path) -> tuple[dict[str, Any], yaml.Node | None]:
     try:
         # libyaml's parser when PyYAML has it: the same nodes, marks and errors, a tenth of
         # the time (the built-in topics file took 70 ms before each cycle's crawl could start).
+        # The text is parsed twice on purpose: building values from `node` would rewrite its
+        # mappings that use merge keys (`<<`) in place, and the tree must keep the file's shape.
         node = yaml.compose(text, Loader=_LOADER)
         data = yaml.load(text, Loader=_LOADER)  # a safe loader: plain values only
     except yaml.YAMLError as exc:
