@@ -5,16 +5,13 @@ dates, the content hash; list pages too) is pure CPU work of about 2 ms a page, 
 process stalls the downloads. With `EXTRACT_WORKERS` > 0 (default: 1 on a machine with more
 than one core, 0 on one core) pages are read in that many worker processes.
 
-Each worker is `python -m crawler.extract_worker`, started with a socket to the crawl and
-nothing else (never a fork of a process running a reactor and threads), at a lower priority
-than the crawl (`WORKER_NICE`). The crawl's event
-loop writes pages to the socket and reads the answers from it like any other connection: no
+Each worker is `python -m crawler.extract_worker`, a helper process as crawler.children
+starts them: a socket to the crawl and nothing else, a lower priority than the crawl's
+(`WORKER_NICE`), in the crawl's process group. The crawl's event loop writes pages to the socket and reads the answers from it like any other connection: no
 threads, no locks, one write and one read per page. The sources spider sends each page from a
 downloader middleware (`crawler.middlewares.ReadAheadMiddleware`), so that its callbacks find
 the answer waiting and need not be coroutines. Pages and answers are marshalled (pickled
-when marshal cannot hold them; see the wire below), each framed by its length. Workers belong to the crawl's process group, so the daemon's time
-limit kills them with the crawl, and a worker whose crawl is gone reads the end of its
-socket and exits.
+when marshal cannot hold them; see the wire below), each framed by its length.
 
 A worker that dies (killed, out of memory, a crash in a C library) loses nothing: a new
 worker is started and the pages the dead one held go to it; a page on which two workers die
@@ -30,18 +27,15 @@ import marshal
 import os
 import pickle
 import re
-import signal
 import socket
-import struct
 import subprocess
-import sys
 import traceback
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, NamedTuple, cast
 from zoneinfo import ZoneInfo
 
-from crawler.gc_tuning import tune_gc
+from crawler.children import HEADER, frame, read_frame, settle_in, spawn
 from crawler.pages.model import Attachment, ExtractedArticle, ListEntry, ListPage
 
 logger = logging.getLogger(__name__)
@@ -145,18 +139,7 @@ class _Worker(asyncio.Protocol):
         self.queued: list[bytes] = []  # frames written before the connection is made
         self.dead = False
         self.closing = False  # closed by the pool: its end is no death
-        ours, theirs = socket.socketpair()
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(path for path in sys.path if path)
-        try:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "crawler.extract_worker", str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),),
-                stdin=subprocess.DEVNULL,
-                env=env,
-            )
-        finally:
-            theirs.close()
+        self.process, ours = spawn("crawler.extract_worker")
         self.pid = self.process.pid
         self.socket = ours
         self.connecting = loop.create_task(
@@ -183,12 +166,12 @@ class _Worker(asyncio.Protocol):
         """Settle the jobs whose answers are complete in the buffer."""
         buffer = self.buffer
         buffer += data
-        while len(buffer) >= _HEADER.size:
-            (size,) = _HEADER.unpack_from(buffer)
-            end = _HEADER.size + size
+        while len(buffer) >= HEADER.size:
+            (size,) = HEADER.unpack_from(buffer)
+            end = HEADER.size + size
             if len(buffer) < end:
                 break
-            job_id, ok, value = decode_answer(bytes(memoryview(buffer)[_HEADER.size : end]))
+            job_id, ok, value = decode_answer(bytes(memoryview(buffer)[HEADER.size : end]))
             del buffer[:end]
             job = self.jobs.pop(job_id, None)
             if job is not None and not job.future.done():
@@ -280,7 +263,7 @@ class ExtractionPool:
         self._next_id += 1
         job_id = self._next_id
         payload = encode_job(job_id, job.name, job.args)
-        sent = _Job(_HEADER.pack(len(payload)) + payload, loop.create_future(), job.name, job.url)
+        sent = _Job(frame(payload), loop.create_future(), job.name, job.url)
         self._worker(loop).send(job_id, sent)
         return await sent.future
 
@@ -390,15 +373,6 @@ def list_answer(answer: Any) -> ListPage:
     if error is not None:
         logger.warning("list parsing failed for %s\n%s", page.url, error.rstrip())
     return page
-
-
-# A worker runs this much nicer than its crawl. The crawl's event loop paces everything
-# (downloads, scheduling, storing) and works in short bursts; a worker's pages can wait a
-# moment. When they contend for a core (two cores shared with the monitor), the loop wins and
-# the worker reads in its gaps: on the throughput benchmark a 10,000-post run took 30.1 s
-# instead of 33.3 s (medians of 8 runs each, alternated).
-WORKER_NICE = 5
-_HEADER = struct.Struct("!I")
 
 
 # ----- the wire --------------------------------------------------------------------------------
@@ -553,23 +527,10 @@ def decode_answer(payload: bytes) -> tuple[int, bool, Any]:
 
 def serve(fd: int) -> None:
     """Answer the jobs that arrive on socket `fd` until it is closed (the worker's main loop)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the crawl's to handle
-    try:
-        os.nice(WORKER_NICE)
-    except OSError:  # pragma: no cover - lowering one's own priority is never refused on Linux
-        pass
-    _warm_up()
-    tune_gc()  # the crawl's tuning: a worker allocates as busily
+    settle_in(_warm_up)
     with socket.socket(fileno=fd) as sock, sock.makefile("rb") as incoming:
-        while True:
-            header = incoming.read(_HEADER.size)
-            if len(header) < _HEADER.size:
-                return  # the crawl closed its end, or is gone
-            (size,) = _HEADER.unpack(header)
-            frame = incoming.read(size)
-            if len(frame) < size:
-                return
-            job_id, name, args = decode_job(frame)
+        while (payload := read_frame(incoming)) is not None:
+            job_id, name, args = decode_job(payload)
             try:
                 answer = (job_id, True, FUNCTIONS[name](*args))
             except Exception as exc:  # noqa: BLE001 - sent back, raised where it was asked
@@ -579,4 +540,4 @@ def serve(fd: int) -> None:
             except Exception as exc:  # noqa: BLE001 - an answer that cannot cross the socket
                 failure = RuntimeError(f"unpicklable answer: {type(exc).__name__}: {exc}")
                 payload = pickle.dumps((job_id, False, failure), pickle.HIGHEST_PROTOCOL)
-            sock.sendall(_HEADER.pack(len(payload)) + payload)
+            sock.sendall(frame(payload))

@@ -707,7 +707,7 @@ def test_workers_started_before_the_first_page_are_the_ones_that_read_it() -> No
 
 
 def test_a_worker_runs_nicer_than_its_crawl() -> None:
-    from crawler.extract_pool import WORKER_NICE
+    from crawler.children import WORKER_NICE
 
     async def main() -> set[int]:
         pool = ExtractionPool(workers=1)
