@@ -16,16 +16,16 @@ from twisted.internet.task import LoopingCall
 
 from crawler import migrate
 from crawler.db import session_factory
+from crawler.extract_pool import default_workers
 from crawler.items import ArticleItem, WithdrawnItem
 from crawler.models import CrawlRun, Source
-from crawler.store import mark_withdrawn, store_batch
+from crawler.store_process import BatchWriter, StoreProcess, Written
 
 logger = logging.getLogger(__name__)
 # Batches handed to the writer thread and not yet written, before the crawl waits for one.
 MAX_BATCHES_WRITING = 4
-# What writing one batch did: (source id, outcome) of each stored item, and each item that
-# could not be stored with its error.
-_Written = tuple[list[tuple[str, str]], list[tuple[ArticleItem | WithdrawnItem, Exception]]]
+# What writing one batch did, and the batch (crawler.store_process.Written).
+_Written = tuple[Written, list[ArticleItem | WithdrawnItem]]
 
 
 def run_verdict(stat: Callable[[str], Any], list_url: str) -> tuple[bool, str | None]:
@@ -69,7 +69,10 @@ class StorePipeline:
     100 ms) or for the disk. What a batch did (outcome counts, failed items) is taken back on
     the event loop's thread, where the crawl's stats live, as batches finish; at most
     `MAX_BATCHES_WRITING` wait for the writer before a new one waits for the oldest, which
-    bounds the items held in memory. Closing the spider waits for every batch.
+    bounds the items held in memory. Closing the spider waits for every batch. With
+    `STORE_PROCESS` on (default: on a machine with more than one core) the thread does not
+    write a batch itself but has a store process write it (crawler/store_process.py says why
+    and what happens when that process dies).
     """
 
     def __init__(
@@ -79,6 +82,7 @@ class StorePipeline:
         crawler: Any = None,
         batch_size: int = 200,
         batch_seconds: float = 1.0,
+        store_process: bool = False,
     ) -> None:
         self.database_url = database_url
         self.enabled = enabled
@@ -92,19 +96,29 @@ class StorePipeline:
         self.pending: list[ArticleItem | WithdrawnItem] = []
         self.pending_since = 0.0
         self.timer: LoopingCall | None = None
+        self.store_process = store_process
         self.writer: ThreadPoolExecutor | None = None
         self.writing: deque[Future[_Written]] = deque()
+        self.write: Callable[[list[ArticleItem | WithdrawnItem]], Written] | None = None
+        self.process: StoreProcess | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Any) -> StorePipeline:
-        """Build the pipeline from the DATABASE_URL, STORE_ENABLED and STORE_BATCH_* settings."""
+        """Build the pipeline from the DATABASE_URL, STORE_ENABLED, STORE_BATCH_* and
+        STORE_PROCESS settings."""
         settings = crawler.settings
+        store_process = settings.get("STORE_PROCESS")
         return cls(
             settings.get("DATABASE_URL"),
             settings.getbool("STORE_ENABLED", True),
             crawler,
             batch_size=settings.getint("STORE_BATCH_SIZE", 200),
             batch_seconds=settings.getfloat("STORE_BATCH_SECONDS", 1.0),
+            store_process=(
+                default_workers() > 0
+                if store_process is None
+                else settings.getbool("STORE_PROCESS")
+            ),
         )
 
     def open_spider(self) -> None:
@@ -134,13 +148,19 @@ class StorePipeline:
             session.add_all(runs.values())
             session.flush()
             self.run_ids = {sid: run.id for sid, run in runs.items()}
+        if self.store_process:
+            self.process = StoreProcess(self.database_url, self.baseline)
+            self.process.start()
+            self.write = self.process.write
+        else:
+            self.write = BatchWriter(self.sessions, self.baseline).write
         self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         self.timer = LoopingCall(self._flush_stale)
         self.timer.start(self.batch_seconds, now=False)
 
     def process_item(self, item: ArticleItem | WithdrawnItem) -> ArticleItem | WithdrawnItem:
         """Queue one article (or withdrawal) for the next batch; write the batch when due."""
-        if not self.enabled or self.sessions is None:
+        if self.write is None:
             return item
         if not self.pending:
             self.pending_since = time.monotonic()
@@ -160,7 +180,7 @@ class StorePipeline:
     def flush(self) -> None:
         """Hand every pending item to the writer thread as one batch (see the class)."""
         batch, self.pending = self.pending, []
-        if batch and self.sessions is not None:
+        if batch and self.write is not None:
             if self.writer is None:
                 self._taken(self._write_batch(batch))
             else:
@@ -180,9 +200,15 @@ class StorePipeline:
 
     def _taken(self, written: _Written) -> None:
         """Count a written batch's outcomes and failures (on the event loop's thread)."""
-        counted, failed = written
-        for item, exc in failed:
-            self._store_failed(item, exc)
+        (counted, failed, batch_error), batch = written
+        if batch_error is not None:
+            logger.warning(
+                "a batch of %d items failed (%s); it was stored item by item",
+                len(batch),
+                batch_error,
+            )
+        for index, reason in failed:
+            self._store_failed(batch[index], reason)
         # One stats call per source and outcome, not per item (Scrapy's collector costs 5
         # microseconds a call).
         for (source_id, outcome), number in Counter(counted).items():
@@ -190,55 +216,17 @@ class StorePipeline:
             self.crawler.stats.inc_value(f"source/{source_id}/{outcome}", number)
 
     def _write_batch(self, batch: list[ArticleItem | WithdrawnItem]) -> _Written:
-        """Write `batch` in one transaction, or item by item if that fails (writer thread)."""
-        assert self.sessions is not None
-        try:
-            with self.sessions.begin() as session:
-                return self._write(session, batch), []
-        except Exception:  # noqa: BLE001 - retried item by item below, each error named
-            logger.warning("a batch of %d items failed; storing them one by one", len(batch))
-        counted: list[tuple[str, str]] = []
-        failed: list[tuple[ArticleItem | WithdrawnItem, Exception]] = []
-        for item in batch:
-            try:
-                with self.sessions.begin() as session:
-                    one = self._write(session, [item])
-            except Exception as exc:  # noqa: BLE001 - one bad item must not stop the crawl
-                failed.append((item, exc))
-            else:
-                counted += one  # only once its transaction has committed
-        return counted, failed
+        """Write `batch` (in the writer thread), with the BatchWriter or the store process."""
+        assert self.write is not None
+        return self.write(batch), batch
 
-    def _write(
-        self, session: Session, batch: list[ArticleItem | WithdrawnItem]
-    ) -> list[tuple[str, str]]:
-        """Write `batch` in order in `session`; return (source id, outcome) of each item."""
-        counted: list[tuple[str, str]] = []
-        articles: list[ArticleItem] = []
-
-        def store_articles() -> None:
-            results = store_batch(session, articles, lambda sid: self.baseline.get(sid, False))
-            counted.extend((a.source_id, r.outcome) for a, r in zip(articles, results, strict=True))
-            articles.clear()
-
-        for item in batch:
-            if isinstance(item, ArticleItem):
-                articles.append(item)
-                continue
-            store_articles()  # a withdrawal comes after the articles before it
-            if mark_withdrawn(session, item):
-                counted.append((item.source_id, "withdrawn"))
-        if articles:
-            store_articles()
-        return counted
-
-    def _store_failed(self, item: ArticleItem | WithdrawnItem, exc: Exception) -> None:
+    def _store_failed(self, item: ArticleItem | WithdrawnItem, error: str) -> None:
         """Log and count an item that could not be stored (it is fetched again next cycle).
 
         It counts as a failed article too, so the source's list validators are not saved and
         the next cycle's list request is not answered 304 over a post that was never stored.
         """
-        reason = f"could not store {item.url}: {type(exc).__name__}: {exc}"
+        reason = f"could not store {item.url}: {error}"
         logger.error("source %s: %s", item.source_id, reason)
         stats = self.crawler.stats
         stats.inc_value(f"source/{item.source_id}/store_errors")
@@ -248,7 +236,7 @@ class StorePipeline:
 
     def close_spider(self) -> None:
         """Close each source's crawl run with its counts, status and first error."""
-        if not self.enabled or self.sessions is None:
+        if self.write is None or self.sessions is None:
             return
         if self.timer is not None and self.timer.running:
             self.timer.stop()
@@ -259,6 +247,9 @@ class StorePipeline:
             if self.writer is not None:
                 self.writer.shutdown(wait=True)
                 self.writer = None
+            if self.process is not None:
+                self.process.stop()
+            self.write = None
         stats = self.crawler.stats
         now = datetime.now(UTC)
         per_source = stats_by_source(stats.get_stats())

@@ -42,6 +42,9 @@ STORE_ENABLED = True
 # the oldest has waited STORE_BATCH_SECONDS (crawler/pipelines.py says why nothing is lost).
 STORE_BATCH_SIZE = 200
 STORE_BATCH_SECONDS = 1.0
+# Batches are written by a store process of the crawl's (crawler/store_process.py); unset: on
+# a machine with several cores, else (and with STORE_PROCESS=0) by a thread of the crawl.
+STORE_PROCESS = None
 # A callback yields one item or a page of links, and nothing it yields waits on I/O (the store
 # pipeline batches its writes): Scrapy starts this many asyncio tasks per response to process
 # them (its default of 100 cost a tenth of a crawl's CPU). With nothing to wait on, one task

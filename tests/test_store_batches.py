@@ -192,10 +192,17 @@ def test_hash_change_from_normalisation_alone_is_not_a_revision(database_url: st
 # ----- the pipeline, driven directly -------------------------------------------------------------
 
 
+WRITERS = pytest.mark.parametrize("store_process", [True, False], ids=["process", "thread"])
+
+
+@WRITERS
 def test_a_failing_batch_is_stored_item_by_item_and_only_the_bad_item_is_lost(
-    database_url: str, caplog: pytest.LogCaptureFixture
+    database_url: str, caplog: pytest.LogCaptureFixture, store_process: bool
 ) -> None:
-    pipeline, stats = _pipeline(database_url, STORE_BATCH_SIZE=3, STORE_BATCH_SECONDS=3600)
+    pipeline, stats = _pipeline(
+        database_url, STORE_BATCH_SIZE=3, STORE_BATCH_SECONDS=3600, STORE_PROCESS=store_process
+    )
+    assert (pipeline.process is not None) is store_process
     # "ghost" is not in the sources table: its article breaks the foreign key.
     good, bad, other = _post(1), _post(2, source_id="ghost"), _post(3)
     caplog.set_level(logging.INFO, logger="crawler.pipelines")
@@ -216,7 +223,13 @@ def test_a_failing_batch_is_stored_item_by_item_and_only_the_bad_item_is_lost(
         assert stats.get_value(f"source/{SOURCE}/new") == 2
         assert stats.get_value(f"source/{SOURCE}/store_errors") is None
         assert stats.get_value(f"source/{SOURCE}/article_errors") is None
-        assert "a batch of 3 items failed; storing them one by one" in caplog.text
+        assert (
+            "a batch of 3 items failed (IntegrityError: (sqlite3.IntegrityError) FOREIGN KEY "
+            "constraint failed); it was stored item by item" in caplog.text
+            if database_url.startswith("sqlite")
+            else "a batch of 3 items failed (IntegrityError: (psycopg.errors.ForeignKeyViolation)"
+            in caplog.text
+        )
         assert f"source ghost: could not store {bad.url}" in caplog.text
     finally:
         pipeline.close_spider()
@@ -281,13 +294,17 @@ def test_timer_writes_pending_items_once_the_oldest_has_waited(
     assert not pipeline.timer.running
 
 
+@WRITERS
 def test_batches_are_written_beside_the_crawl_in_order_and_all_before_the_runs_close(
-    sqlite_url: str,
+    sqlite_url: str, store_process: bool
 ) -> None:
     """A batch waiting for SQLite's write lock does not hold up the crawl's thread."""
     import sqlite3
 
-    pipeline, stats = _pipeline(sqlite_url, STORE_BATCH_SIZE=2, STORE_BATCH_SECONDS=3600)
+    pipeline, stats = _pipeline(
+        sqlite_url, STORE_BATCH_SIZE=2, STORE_BATCH_SECONDS=3600, STORE_PROCESS=store_process
+    )
+    process = pipeline.process.process if pipeline.process is not None else None
     # Another writer (the monitor classifying, say) holds the database's write lock.
     path = sqlite_url.removeprefix("sqlite:///")
     other = sqlite3.connect(path, isolation_level=None)
@@ -314,6 +331,8 @@ def test_batches_are_written_beside_the_crawl_in_order_and_all_before_the_runs_c
     pipeline.process_item(_post(8))  # pending at the end: closing writes it
     pipeline.close_spider()
     assert pipeline.writer is None
+    if process is not None:  # it wrote every batch, then ended with the crawl's end
+        assert process.returncode == 0
     assert len(_stored_urls(sqlite_url)) == 8
     assert _rows(sqlite_url, "select new_articles, changed_articles from crawl_runs") == [(8, 1)]
 
