@@ -59,6 +59,8 @@ class _Terms:
     canonical: Mapping[str, str]
     weights: Mapping[str, float]
     patterns: tuple[tuple[str, re.Pattern[str], float], ...] = ()
+    # No term holds a newline: `anywhere` may search the texts joined by newlines at once.
+    joinable: bool = True
 
     def find(
         self, norm: str, seg: Segmenter, shielded: list[tuple[int, int]]
@@ -81,10 +83,19 @@ class _Terms:
             for match in pattern.finditer(norm):
                 yield label, weight, match.start(), match.end()
 
-    def anywhere(self, norms: list[str]) -> bool:
-        """Return True if a term or pattern occurs in any of the texts (words or not)."""
-        if self.regex is not None and any(self.regex.search(norm) for norm in norms):
-            return True
+    def anywhere(self, norms: list[str], joined: str | None = None) -> bool:
+        """Return True if a term or pattern occurs in any of the texts (words or not).
+
+        `joined` is the texts joined by newlines: the literal terms are looked for in it with
+        one search, not one a text (no term holds a newline, so none matches across two
+        texts); patterns, which could, are looked for text by text.
+        """
+        if self.regex is not None:
+            if joined is not None and self.joinable:
+                if self.regex.search(joined):
+                    return True
+            elif any(self.regex.search(norm) for norm in norms):
+                return True
         return any(pattern.search(norm) for _, pattern, _ in self.patterns for norm in norms)
 
     @property
@@ -111,7 +122,8 @@ def _compile_terms(
             canonical.setdefault(normalize(variant).lower(), term)
     regex = re.compile(trie_regex(canonical), re.IGNORECASE) if canonical else None
     compiled = tuple((label, re.compile(rx, re.IGNORECASE), w) for label, rx, w in patterns)
-    return _Terms(regex, canonical, norm_weights, compiled)
+    joinable = not any("\n" in variant for variant in canonical)
+    return _Terms(regex, canonical, norm_weights, compiled, joinable)
 
 
 @dataclass(frozen=True)
@@ -131,7 +143,8 @@ class _Topic:
         # A required group none of whose terms occurs scores 0: no match, whatever else is
         # found (most posts end here, after one search per sentence).
         norms = [sentence.norm for sentence in sentences]
-        if not all(self.groups[name].anywhere(norms) for name in spec.require):
+        joined = "\n".join(norms)
+        if not all(self.groups[name].anywhere(norms, joined) for name in spec.require):
             return None
         shields = [self._shielded(norm) for norm in norms]
         for sentence, shielded in zip(sentences, shields, strict=True):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,14 @@ from opencc import OpenCC
 from crawler.normalize import normalize_text
 from monitor.bench_topics import DEVSET, DevPost, evaluate, load_devset
 from monitor.parties import canonical_name, extract_parties
-from monitor.topics import TopicMatch, TopicSet, TopicsFileError, classify_jsonl, load_topics
+from monitor.topics import (
+    TopicMatch,
+    TopicSet,
+    TopicsFileError,
+    _compile_terms,
+    classify_jsonl,
+    load_topics,
+)
 from monitor.topics_text import normalize, segmenter
 
 POSTS = {post.id: post for post in load_devset(DEVSET)}
@@ -101,6 +109,26 @@ def test_fast_normalize_equals_crawler_normalize() -> None:
     for post in POSTS.values():
         for line in post.text.splitlines()[:40]:
             assert normalize(line) == normalize_text(line)
+
+
+def test_one_search_of_the_joined_sentences_finds_what_a_search_per_sentence_finds(
+    topics: TopicSet,
+) -> None:
+    found = Counter()
+    for post in POSTS.values():
+        norms = [sentence.norm for sentence in topics.sentences(post.title, post.text)]
+        joined = "\n".join(norms)
+        for topic in topics.topics:
+            for terms in topic.groups.values():
+                assert terms.joinable
+                result = terms.anywhere(norms, joined)
+                assert result == terms.anywhere(norms), (post.id, topic.name)
+                found[result] += 1
+    assert found[True] > 50 and found[False] > 50  # both answers were checked
+    # A term holding a newline is looked for sentence by sentence: never across two.
+    across = _compile_terms({"生物\n醫藥": 1.0}, {}, {})
+    assert not across.joinable
+    assert not across.anywhere(["生物", "醫藥"], "生物\n醫藥")
 
 
 def test_term_inside_unrelated_word_does_not_match(topics: TopicSet) -> None:
