@@ -149,8 +149,9 @@ class StorePipeline:
             session.flush()
             self.run_ids = {sid: run.id for sid, run in runs.items()}
         if self.store_process:
+            # Started by the first batch: a crawl that stores nothing (an idle cycle, where
+            # every list answers 304) starts no store process.
             self.process = StoreProcess(self.database_url, self.baseline)
-            self.process.start()
             self.write = self.process.write
         else:
             self.write = BatchWriter(self.sessions, self.baseline).write

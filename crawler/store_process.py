@@ -158,8 +158,7 @@ class StoreProcess:
         self.restarts = 0
 
     def start(self) -> None:
-        """Start the store process if none runs; it connects to the database at once, while
-        the crawl fetches its first pages."""
+        """Start the store process if none runs (it connects to the database as it starts)."""
         if self.process is None:
             self.process, self.socket = spawn("crawler.store_worker")
             # Reaped the moment it ends, whatever the writer thread is doing: a store process

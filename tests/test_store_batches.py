@@ -304,7 +304,6 @@ def test_batches_are_written_beside_the_crawl_in_order_and_all_before_the_runs_c
     pipeline, stats = _pipeline(
         sqlite_url, STORE_BATCH_SIZE=2, STORE_BATCH_SECONDS=3600, STORE_PROCESS=store_process
     )
-    process = pipeline.process.process if pipeline.process is not None else None
     # Another writer (the monitor classifying, say) holds the database's write lock.
     path = sqlite_url.removeprefix("sqlite:///")
     other = sqlite3.connect(path, isolation_level=None)
@@ -324,6 +323,8 @@ def test_batches_are_written_beside_the_crawl_in_order_and_all_before_the_runs_c
         other.execute("COMMIT")
         other.close()
     pipeline.drain()
+    process = pipeline.process.process if pipeline.process is not None else None
+    assert (process is not None) is store_process
     assert not pipeline.writing
     assert len(_stored_urls(sqlite_url)) == 7
     assert stats.get_value(f"source/{SOURCE}/new") == 7

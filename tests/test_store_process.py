@@ -16,7 +16,6 @@ from crawler.children import WORKER_NICE
 from crawler.items import ArticleItem, WithdrawnItem
 from crawler.store_process import StoreProcess, decode_batch, encode_batch
 from tests.test_store_batches import ITEM, SOURCE, _pipeline, _post, _rows, _stored_urls
-from tests.world import wait_until
 
 
 class _ExitOnArrival:
@@ -65,18 +64,14 @@ def test_batches_cross_the_wire_whole_marshalled_or_pickled() -> None:
 def test_the_store_process_runs_apart_nicer_and_ends_with_the_crawl(sqlite_url: str) -> None:
     pipeline, stats = _pipeline(sqlite_url, STORE_BATCH_SIZE=2, STORE_PROCESS=True)
     assert pipeline.process is not None
-    process = pipeline.process.process
-    assert process is not None and process.pid != os.getpid()
-    ours = os.getpriority(os.PRIO_PROCESS, 0)
-    wait_until(
-        lambda: _nice(process.pid) == min(ours + WORKER_NICE, 19),
-        timeout=10,
-        what="the store process at its priority",
-    )
+    assert pipeline.process.process is None  # nothing to store yet: no process
     pipeline.process_item(_post(1))
     pipeline.process_item(_post(2))
     pipeline.drain()
     assert stats.get_value(f"source/{SOURCE}/new") == 2
+    process = pipeline.process.process
+    assert process is not None and process.pid != os.getpid()
+    assert _nice(process.pid) == min(os.getpriority(os.PRIO_PROCESS, 0) + WORKER_NICE, 19)
     assert process.poll() is None  # it waits for the next batch
     pipeline.close_spider()
     assert process.returncode == 0
@@ -91,11 +86,11 @@ def test_a_killed_store_process_is_replaced_and_loses_nothing(
     )
     caplog.set_level(logging.WARNING)
     try:
-        assert pipeline.process is not None and pipeline.process.process is not None
-        first = pipeline.process.process
         pipeline.process_item(_post(1))
         pipeline.process_item(_post(2))
         pipeline.drain()
+        assert pipeline.process is not None and pipeline.process.process is not None
+        first = pipeline.process.process
         first.kill()  # out of memory, say, between two batches
         first.wait()
         pipeline.process_item(_post(3))
@@ -162,10 +157,10 @@ def test_a_store_process_whose_crawl_is_gone_exits(sqlite_url: str) -> None:
 def test_sigint_to_the_process_group_is_left_to_the_crawl(sqlite_url: str) -> None:
     pipeline, stats = _pipeline(sqlite_url, STORE_BATCH_SIZE=1, STORE_PROCESS=True)
     try:
-        assert pipeline.process is not None and pipeline.process.process is not None
-        process = pipeline.process.process
         pipeline.process_item(_post(1))
         pipeline.drain()  # it has settled in: its SIGINT handler is set
+        assert pipeline.process is not None and pipeline.process.process is not None
+        process = pipeline.process.process
         os.kill(process.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground group
         pipeline.process_item(_post(2))
         pipeline.drain()
