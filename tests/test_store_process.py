@@ -37,6 +37,20 @@ def _nice(pid: int) -> int:
     return os.getpriority(os.PRIO_PROCESS, pid)
 
 
+def _process_pipeline(database_url: str, **settings: Any) -> tuple[Any, Any]:
+    """Return an opened store pipeline writing through a store process, batches of 2 items
+    written only when full (or drained)."""
+    settings = {"STORE_BATCH_SIZE": 2, "STORE_BATCH_SECONDS": 3600, **settings}
+    return _pipeline(database_url, STORE_PROCESS=True, **settings)
+
+
+def _store(pipeline: Any, *items: ArticleItem) -> None:
+    """Hand `items` to the pipeline and wait until they are written."""
+    for item in items:
+        pipeline.process_item(item)
+    pipeline.drain()
+
+
 def test_batches_cross_the_wire_whole_marshalled_or_pickled() -> None:
     article = replace(
         ITEM,
@@ -62,12 +76,10 @@ def test_batches_cross_the_wire_whole_marshalled_or_pickled() -> None:
 
 
 def test_the_store_process_runs_apart_nicer_and_ends_with_the_crawl(sqlite_url: str) -> None:
-    pipeline, stats = _pipeline(sqlite_url, STORE_BATCH_SIZE=2, STORE_PROCESS=True)
+    pipeline, stats = _process_pipeline(sqlite_url)
     assert pipeline.process is not None
     assert pipeline.process.process is None  # nothing to store yet: no process
-    pipeline.process_item(_post(1))
-    pipeline.process_item(_post(2))
-    pipeline.drain()
+    _store(pipeline, _post(1), _post(2))
     assert stats.get_value(f"source/{SOURCE}/new") == 2
     process = pipeline.process.process
     assert process is not None and process.pid != os.getpid()
@@ -81,21 +93,15 @@ def test_the_store_process_runs_apart_nicer_and_ends_with_the_crawl(sqlite_url: 
 def test_a_killed_store_process_is_replaced_and_loses_nothing(
     database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    pipeline, stats = _pipeline(
-        database_url, STORE_BATCH_SIZE=2, STORE_BATCH_SECONDS=3600, STORE_PROCESS=True
-    )
+    pipeline, stats = _process_pipeline(database_url)
     caplog.set_level(logging.WARNING)
     try:
-        pipeline.process_item(_post(1))
-        pipeline.process_item(_post(2))
-        pipeline.drain()
+        _store(pipeline, _post(1), _post(2))
         assert pipeline.process is not None and pipeline.process.process is not None
         first = pipeline.process.process
         first.kill()  # out of memory, say, between two batches
         first.wait()
-        pipeline.process_item(_post(3))
-        pipeline.process_item(_post(4))
-        pipeline.drain()
+        _store(pipeline, _post(3), _post(4))
         assert pipeline.process.restarts == 1
         second = pipeline.process.process
         assert second is not None and second.pid != first.pid and second.poll() is None
@@ -112,15 +118,11 @@ def test_a_killed_store_process_is_replaced_and_loses_nothing(
 def test_a_batch_two_store_processes_die_on_is_given_up_and_the_crawl_goes_on(
     sqlite_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    pipeline, stats = _pipeline(
-        sqlite_url, STORE_BATCH_SIZE=2, STORE_BATCH_SECONDS=3600, STORE_PROCESS=True
-    )
+    pipeline, stats = _process_pipeline(sqlite_url)
     caplog.set_level(logging.WARNING)
     deadly = replace(_post(2), doc_number=_ExitOnArrival())  # type: ignore[arg-type]
     try:
-        pipeline.process_item(_post(1))
-        pipeline.process_item(deadly)
-        pipeline.drain()
+        _store(pipeline, _post(1), deadly)
         assert pipeline.process is not None and pipeline.process.restarts == 2
         assert "the batch is given up" in caplog.text
         # Both items of that batch count as not stored: fetched again next cycle.
@@ -130,9 +132,7 @@ def test_a_batch_two_store_processes_die_on_is_given_up_and_the_crawl_goes_on(
             f"could not store {_post(1).url}: the store process died twice writing this batch"
         )
         # The next batch goes to a third process.
-        pipeline.process_item(_post(3))
-        pipeline.process_item(_post(4))
-        pipeline.drain()
+        _store(pipeline, _post(3), _post(4))
         assert stats.get_value(f"source/{SOURCE}/new") == 2
     finally:
         pipeline.close_spider()
@@ -155,15 +155,13 @@ def test_a_store_process_whose_crawl_is_gone_exits(sqlite_url: str) -> None:
 
 
 def test_sigint_to_the_process_group_is_left_to_the_crawl(sqlite_url: str) -> None:
-    pipeline, stats = _pipeline(sqlite_url, STORE_BATCH_SIZE=1, STORE_PROCESS=True)
+    pipeline, stats = _process_pipeline(sqlite_url, STORE_BATCH_SIZE=1)
     try:
-        pipeline.process_item(_post(1))
-        pipeline.drain()  # it has settled in: its SIGINT handler is set
+        _store(pipeline, _post(1))  # it has settled in: its SIGINT handler is set
         assert pipeline.process is not None and pipeline.process.process is not None
         process = pipeline.process.process
         os.kill(process.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground group
-        pipeline.process_item(_post(2))
-        pipeline.drain()
+        _store(pipeline, _post(2))
         assert process.poll() is None and pipeline.process.restarts == 0
         assert stats.get_value(f"source/{SOURCE}/new") == 2
     finally:
