@@ -35,7 +35,7 @@ class Sizes:
     throughput_runs: int = 2  # a pair of 10,000-post crawls (ours, bare) takes about 4 minutes
     sources: int = 1000  # bulk sources of the idle cycle
     history: int = 200_000  # stored articles of the large-history phase
-    cycle_runs: int = 2
+    cycle_runs: int = 3  # rounds of four cycles: idle and 10 new, at both history sizes
     extraction_runs: int = 7
     extraction_pages: int | None = None
     interval: int = 60  # schedule of the latency daemon, seconds

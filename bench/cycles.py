@@ -1,11 +1,11 @@
 """Idle cycles over many sources, and the cost of a cycle as the stored history grows.
 
-One replay serves `sources` bulk sources (`bulk0001`...) of one post each. After a baseline
-crawl (one stored article per source), each phase measures `monitor run --once` when nothing
-is new (idle) and when 10 posts are new (2 on each of 5 sources); then synthetic history is
-written straight into the database until it holds `history` articles, and both are measured
-again. The ratio of each run at the large history to the same run at the small one shows
-whether any step scans the history.
+One replay serves `sources` bulk sources (`bulk0001`...) of one post each, watched by two
+installations. Both make a baseline crawl (one stored article per source); then synthetic
+history is written straight into one of them until it holds `history` articles. Each round
+measures `monitor run --once` of both, back to back, when nothing is new (idle) and when 10
+posts are new (2 on each of 5 sources). The ratio of each cycle at the large history to the
+same cycle at the small one, seconds apart, shows whether any step scans the history.
 """
 
 from __future__ import annotations
@@ -197,68 +197,102 @@ def full_scans(plans: dict[str, list[str]]) -> list[str]:
     ]
 
 
-def run_phase(
-    world: World, replay: ReplayServer, label: str, runs: int, offset: int, sources: int
+def idle_cycle(world: World, replay: ReplayServer, name: str, sources: int) -> dict[str, Any]:
+    """Run one idle cycle of `world`; return it measured, with its requests and 304 share."""
+    replay.clear_log()
+    done = world.once(name).check("idle cycle")
+    counts, not_modified = requests_per_source(replay)
+    total = sum(counts.values())
+    log(
+        f"{name}: {done.wall:.1f}s wall, {done.cpu:.1f}s CPU, "
+        f"{total} requests to {len(counts)} sources, {not_modified} answered 304"
+    )
+    return {
+        "measured": done,
+        "per_source": total / sources,
+        "share_304": not_modified / total if total else 0.0,
+    }
+
+
+def new_cycle(world: World, name: str) -> Measured:
+    """Run one cycle of `world` after 10 posts were published; check that it stored all 10."""
+    before = int(world.scalar("select count(*) from articles"))
+    done = world.once(name).check("cycle with new posts")
+    added = int(world.scalar("select count(*) from articles")) - before
+    if added != 10:
+        raise RuntimeError(f"{name}: the cycle with 10 new posts stored {added}")
+    log(f"{name}: {done.wall:.1f}s wall, {done.cpu:.1f}s CPU")
+    return done
+
+
+def run_rounds(
+    small: World, large: World, replay: ReplayServer, runs: int, sources: int
 ) -> dict[str, list[Any]]:
-    """Measure `runs` idle cycles and `runs` cycles with 10 new posts; return the raw results."""
-    idle: list[Measured] = []
-    new: list[Measured] = []
-    per_source: list[float] = []
-    share_304: list[float] = []
+    """Measure `runs` rounds, each an idle cycle and a cycle with 10 new posts of both worlds.
+
+    The two worlds run back to back within each round, in alternating order, so that a ratio
+    compares cycles seconds apart: this machine's speed drifts by more than the aim's margin
+    over the minutes a whole phase takes. Each world stores the same 10 new posts of a round.
+    """
+    results: dict[str, list[Any]] = {
+        "idle_small": [],
+        "idle_large": [],
+        "new_small": [],
+        "new_large": [],
+    }
     for number in range(runs):
-        replay.clear_log()
-        done = world.once(f"idle-{label}-{number}").check("idle cycle")
-        counts, not_modified = requests_per_source(replay)
-        total = sum(counts.values())
-        per_source.append(total / sources)
-        share_304.append(not_modified / total if total else 0.0)
-        idle.append(done)
-        log(
-            f"idle cycle ({label}) {number + 1}/{runs}: {done.wall:.1f}s wall, "
-            f"{done.cpu:.1f}s CPU, "
-            f"{total} requests to {len(counts)} sources, {not_modified} answered 304"
-        )
-    for number in range(runs):
-        first = (offset + number) * 5 % sources
-        chosen = [bulk_id((first + k) % sources + 1) for k in range(5)]
-        publish_new(replay, chosen, offset + number)
-        before = int(world.scalar("select count(*) from articles"))
-        done = world.once(f"new-{label}-{number}").check("cycle with new posts")
-        added = int(world.scalar("select count(*) from articles")) - before
-        if added != 10:
-            raise RuntimeError(f"cycle with 10 new posts stored {added}")
-        new.append(done)
-        log(
-            f"cycle with 10 new posts ({label}) {number + 1}/{runs}: {done.wall:.1f}s wall, "
-            f"{done.cpu:.1f}s CPU"
-        )
-    return {"idle": idle, "new": new, "per_source": per_source, "share_304": share_304}
+        pair = [("small", small), ("large", large)]
+        if number % 2:
+            pair.reverse()
+        for label, world in pair:
+            results[f"idle_{label}"].append(
+                idle_cycle(world, replay, f"idle-{label}-{number}", sources)
+            )
+        first = number * 5 % sources
+        publish_new(replay, [bulk_id((first + k) % sources + 1) for k in range(5)], number)
+        for label, world in pair:
+            results[f"new_{label}"].append(new_cycle(world, f"new-{label}-{number}"))
+    return results
 
 
 def measure(root: Path, sources: int, history: int, runs: int) -> dict[str, Any]:
-    """Return the idle-cycle and history-growth figures."""
-    log(f"cycles: replay of {sources} bulk sources; baseline crawl")
+    """Return the idle-cycle and history-growth figures.
+
+    Two installations watch the same replay: one keeps the baseline crawl's history, the other
+    gets synthetic history up to `history` articles. Their cycles alternate (`run_rounds`).
+    """
+    log(f"cycles: replay of {sources} bulk sources; baseline crawls")
     with ReplayServer([], bulk=sources, bulk_size=1) as replay:
-        world = World(root / "cycles", replay.url)
-        write_seeds(world.seeds_dir, (bulk_seed(bulk_id(n)) for n in range(1, sources + 1)))
-        baseline = world.once("baseline").check("baseline crawl")
-        small = int(world.scalar("select count(*) from articles"))
-        log(f"baseline crawl: {small} articles in {baseline.wall:.1f}s")
-        before = run_phase(world, replay, "small", runs, 0, sources)
-        stored = insert_history(world, replay, sources, history)
-        log(f"history: {stored} articles stored")
-        after = run_phase(world, replay, "large", runs, runs, sources)
-        plans = query_plans(world, replay)
+        seeds = [bulk_seed(bulk_id(n)) for n in range(1, sources + 1)]
+        small = World(root / "cycles-small", replay.url)
+        large = World(root / "cycles-large", replay.url)
+        for world in (small, large):
+            write_seeds(world.seeds_dir, seeds)
+        baseline = small.once("baseline-small").check("baseline crawl")
+        large.once("baseline-large").check("baseline crawl")
+        articles_small = int(small.scalar("select count(*) from articles"))
+        log(f"baseline crawl: {articles_small} articles in {baseline.wall:.1f}s")
+        stored = insert_history(large, replay, sources, history)
+        log(f"history: {stored} articles stored in the large installation")
+        rounds = run_rounds(small, large, replay, runs, sources)
+        plans = query_plans(large, replay)
+    idle_small = [r["measured"] for r in rounds["idle_small"]]
+    idle_large = [r["measured"] for r in rounds["idle_large"]]
+    idle_all = rounds["idle_small"] + rounds["idle_large"]
+    before = {"idle": idle_small, "new": rounds["new_small"]}
+    after = {"idle": idle_large, "new": rounds["new_large"]}
+    per_source = [r["per_source"] for r in idle_all]
+    share_304 = [r["share_304"] for r in idle_all]
     idle_walls = [m.wall for m in before["idle"]]
     idle_ratio = [b.wall / a.wall for a, b in zip(before["idle"], after["idle"], strict=True)]
     new_ratio = [b.wall / a.wall for a, b in zip(before["new"], after["new"], strict=True)]
     scans = full_scans(plans)
     figures = {
         "idle.requests_per_source": figure(
-            before["per_source"], "requests", "1 (a 304)", all(v == 1 for v in before["per_source"])
+            per_source, "requests", "1 (a 304)", all(v == 1 for v in per_source)
         ),
         "idle.not_modified_share": figure(
-            before["share_304"], "share", "1.0", all(v == 1 for v in before["share_304"])
+            share_304, "share", "1.0", all(v == 1 for v in share_304)
         ),
         "idle.wall_s": figure(
             idle_walls,
@@ -274,7 +308,9 @@ def measure(root: Path, sources: int, history: int, runs: int) -> dict[str, Any]
             digits=0,
             note=f"crawl process of {sources} sources",
         ),
-        "history.idle_small_s": figure(idle_walls, "s", digits=2, note=f"{small} articles"),
+        "history.idle_small_s": figure(
+            idle_walls, "s", digits=2, note=f"{articles_small} articles"
+        ),
         "history.idle_large_s": figure(
             [m.wall for m in after["idle"]], "s", digits=2, note=f"{stored} articles"
         ),
@@ -291,7 +327,7 @@ def measure(root: Path, sources: int, history: int, runs: int) -> dict[str, Any]
         "figures": figures,
         "detail": {
             "sources": sources,
-            "articles_small": small,
+            "articles_small": articles_small,
             "articles_large": stored,
             "baseline_wall": baseline.wall,
             "query_plans": plans,
