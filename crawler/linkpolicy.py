@@ -27,7 +27,7 @@ import re
 import socket
 import weakref
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -44,6 +44,10 @@ CHECKED_KEY = "link_policy_checked"
 _NUMERIC_HOST = re.compile(r"^[0-9a-fx.]+$", re.IGNORECASE)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _POLICIES: weakref.WeakKeyDictionary[Any, LinkPolicy] = weakref.WeakKeyDictionary()
+# The scheme and host part of a URL up to the first "/" of its path, when nothing in it can
+# make urlsplit read it otherwise (no "?", "#", "@", backslash or whitespace before that "/").
+_ORIGIN_PREFIX = re.compile(r"https?://[^/?#@\\\s]+/")
+_ALLOWED_PREFIXES = 4096  # remembered (`LinkPolicy.refusal`), then forgotten all at once
 
 
 def host_address(host: str) -> IPAddress | None:
@@ -116,6 +120,10 @@ class LinkPolicy:
     private_allowed: frozenset[str] = frozenset()
     max_posts: int = 1000
     max_url_length: int = 2083  # 0: no limit
+    # (scheme://host/ prefix, domains) of URLs found allowed (`refusal`)
+    _allowed: set[tuple[str, tuple[str, ...] | None]] = field(
+        default_factory=set, compare=False, repr=False
+    )
 
     @classmethod
     def from_settings(cls, settings: Any) -> LinkPolicy:
@@ -135,9 +143,30 @@ class LinkPolicy:
         return host in self.private_allowed or _netloc_key(host, port) in self.private_allowed
 
     def refusal(self, url: str, domains: Iterable[str] | None) -> str | None:
-        """Return why `url` may not be fetched by a source with `domains` (None: any), or None."""
+        """Return why `url` may not be fetched by a source with `domains` (None: any), or None.
+
+        Apart from the length, the answer depends on the URL's scheme and host only: once a
+        URL of a source is allowed, the others starting with the same `scheme://host/` are
+        allowed without parsing them (a list page links dozens of posts on one host).
+        """
         if 0 < self.max_url_length < len(url):
             return f"URL longer than {self.max_url_length} characters refused ({url[:200]}...)"
+        domains = None if domains is None else tuple(domains)
+        prefix = _ORIGIN_PREFIX.match(url)
+        if prefix is None:
+            return self._refusal(url, domains)
+        key = (prefix.group(), domains)
+        if key in self._allowed:
+            return None
+        reason = self._refusal(url, domains)
+        if reason is None:
+            if len(self._allowed) >= _ALLOWED_PREFIXES:
+                self._allowed.clear()
+            self._allowed.add(key)
+        return reason
+
+    def _refusal(self, url: str, domains: tuple[str, ...] | None) -> str | None:
+        """Return why `url`, of an acceptable length, may not be fetched (see `refusal`)."""
         try:
             parts = urlsplit(url.strip())
             port = _port(parts.scheme.lower(), parts.port)

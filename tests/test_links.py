@@ -73,6 +73,41 @@ def test_other_links_are_refused_with_a_reason(url: str, words: str) -> None:
     assert reason is not None and words in reason, reason
 
 
+REMEMBERED = [
+    "http://www.kaiping.gov.cn/kpskgsj/zwgk/dwdt/content/post_1.html",
+    "http://www.kaiping.gov.cn/a@evil.com/b.html",  # "@" in the path, not the host
+    "http://www.kaiping.gov.cn/a b\tc.html",
+    "http://www.kaiping.gov.cn/" + "a" * 2100,  # an allowed host, but too long
+    "http://www.kaiping.gov.cn@evil.com/a.html",
+    "http://www.kaiping.gov.cn?x=/a.html",
+    "http://www.kaiping.gov.cn\\@evil.com/a.html",
+    " http://www.kaiping.gov.cn/a.html",
+    "HTTP://WWW.KAIPING.GOV.CN./a.html",
+    "https://www.kaiping.gov.cn:8443/a.html",
+    "https://www.kaiping.gov.cn:99999/a.html",
+    "http://static.gd.gov.cn/file.html",
+    "http://evil.example.com/post_1.html",
+    "http://127.0.0.1:8800/kaiping/a.html",
+    "http://127.0.0.1:8801/kaiping/a.html",
+    "http://[::1]:8080/",
+    "javascript:alert(1)",
+]
+
+
+def test_a_policy_remembering_allowed_hosts_answers_as_a_new_one_would() -> None:
+    """Answers do not depend on what the policy saw before, for any source's domains."""
+    remembering = LinkPolicy(frozenset({"127.0.0.1:8800"}))
+    sources = [DOMAINS, ["static.gd.gov.cn"], ["127.0.0.1"], None]
+    for _ in range(2):
+        for domains in sources:
+            for url in REMEMBERED:
+                fresh = LinkPolicy(frozenset({"127.0.0.1:8800"})).refusal(url, domains)
+                assert remembering.refusal(url, domains) == fresh, (url, domains)
+    # Remembered, an allowed host answers for its other URLs, on the source that allowed it.
+    assert remembering.refusal("http://static.gd.gov.cn/other.html", ["static.gd.gov.cn"]) is None
+    assert "off-site" in (remembering.refusal("http://static.gd.gov.cn/x.html", DOMAINS[:1]) or "")
+
+
 def test_private_hosts_need_an_explicit_allowance_by_host_or_host_and_port() -> None:
     by_port = LinkPolicy(frozenset({"127.0.0.1:8800"}))
     assert by_port.refusal("http://127.0.0.1:8800/kaiping/a.html", ["127.0.0.1"]) is None
