@@ -32,6 +32,16 @@ HEADER = struct.Struct("!I")
 WORKER_NICE = 5
 
 
+def several_cores() -> bool:
+    """Return True when this process may use more than one core: helpers then run beside the
+    crawl instead of taking turns with it (the default of EXTRACT_WORKERS and STORE_PROCESS)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return cores > 1
+
+
 def spawn(module: str) -> tuple[subprocess.Popen[bytes], socket.socket]:
     """Start `python -m module FD` with one end of a new socket pair; return it and our end."""
     ours, theirs = socket.socketpair()

@@ -7,8 +7,9 @@ than one core, 0 on one core) pages are read in that many worker processes.
 
 Each worker is `python -m crawler.extract_worker`, a helper process as crawler.children
 starts them: a socket to the crawl and nothing else, a lower priority than the crawl's
-(`WORKER_NICE`), in the crawl's process group. The crawl's event loop writes pages to the socket and reads the answers from it like any other connection: no
-threads, no locks, one write and one read per page. The sources spider sends each page from a
+(`WORKER_NICE`), in the crawl's process group. The crawl's event loop writes pages to the
+socket and reads the answers from it like any other connection: no threads, no locks, one
+write and one read per page. The sources spider sends each page from a
 downloader middleware (`crawler.middlewares.ReadAheadMiddleware`), so that its callbacks find
 the answer waiting and need not be coroutines. Pages and answers are marshalled (pickled
 when marshal cannot hold them; see the wire below), each framed by its length.
@@ -24,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import marshal
-import os
 import pickle
 import re
 import socket
@@ -35,7 +35,7 @@ from datetime import datetime
 from typing import Any, NamedTuple, cast
 from zoneinfo import ZoneInfo
 
-from crawler.children import HEADER, frame, read_frame, settle_in, spawn
+from crawler.children import HEADER, frame, read_frame, settle_in, several_cores, spawn
 from crawler.pages.model import Attachment, ExtractedArticle, ListEntry, ListPage
 
 logger = logging.getLogger(__name__)
@@ -43,11 +43,7 @@ logger = logging.getLogger(__name__)
 
 def default_workers() -> int:
     """Return the default EXTRACT_WORKERS: 1 when this process may use several cores, else 0."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return 1 if cores > 1 else 0
+    return 1 if several_cores() else 0
 
 
 def extract_page(

@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from twisted.internet.task import LoopingCall
 
 from crawler import migrate
+from crawler.children import several_cores
 from crawler.db import session_factory
-from crawler.extract_pool import default_workers
 from crawler.items import ArticleItem, WithdrawnItem
 from crawler.models import CrawlRun, Source
 from crawler.store_process import BatchWriter, StoreProcess, Written
@@ -115,9 +115,7 @@ class StorePipeline:
             batch_size=settings.getint("STORE_BATCH_SIZE", 200),
             batch_seconds=settings.getfloat("STORE_BATCH_SECONDS", 1.0),
             store_process=(
-                default_workers() > 0
-                if store_process is None
-                else settings.getbool("STORE_PROCESS")
+                several_cores() if store_process is None else settings.getbool("STORE_PROCESS")
             ),
         )
 

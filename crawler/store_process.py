@@ -7,10 +7,10 @@ core), the writer thread hands each batch instead to a store process, `python -m
 crawler.store_worker`, a helper process as crawler.children starts them, which runs the
 `BatchWriter` and answers what it did; the thread only sends and waits, which holds
 Python's lock for microseconds a batch where writing it through SQLAlchemy holds it for
-about 30 milliseconds (1.6 CPU-seconds for the throughput benchmark's 50 batches). A crawl whose thread must take the lock back from a busy writer
-thread loses more than the writer's own time: on the throughput benchmark, the crawl alone
-ran about 2 s faster (of 20-25 s) without storing at all, where the store's work was 1 s of
-CPU.
+about 30 milliseconds (1.6 CPU-seconds for the throughput benchmark's 50 batches). A crawl
+whose thread must take the lock back from a busy writer thread loses more than the writer's
+own time: on the throughput benchmark, the crawl alone ran about 2 s faster (of 20-25 s)
+without storing at all, where the store's work was 1 s of CPU.
 
 Batches and answers are marshalled: an item is its type's letter and its fields' values
 (pickled when marshal cannot hold them: a field holding a value of a user pipeline's own

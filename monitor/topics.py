@@ -90,12 +90,9 @@ class _Terms:
         one search, not one a text (no term holds a newline, so none matches across two
         texts); patterns, which could, are looked for text by text.
         """
-        if self.regex is not None:
-            if joined is not None and self.joinable:
-                if self.regex.search(joined):
-                    return True
-            elif any(self.regex.search(norm) for norm in norms):
-                return True
+        texts = [joined] if joined is not None and self.joinable else norms
+        if self.regex is not None and any(self.regex.search(text) for text in texts):
+            return True
         return any(pattern.search(norm) for _, pattern, _ in self.patterns for norm in norms)
 
     @property
